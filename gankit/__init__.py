@@ -1,0 +1,69 @@
+"""gankit: train GANs on PyTorch or TensorFlow from one config.
+
+The public API. Importing gankit imports no deep-learning framework.
+"""
+
+from gankit.config import (
+    ExperimentConfig,
+    PluginChoice,
+    load_config,
+)
+from gankit.data import ArrayDataset, Dataset, SamplerDataset, gaussian_mixture
+from gankit.errors import (
+    BackendUnavailable,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    GankitError,
+    PluginError,
+    TrainingError,
+)
+from gankit.hookspecs import hookimpl
+from gankit.init import initial_weights
+from gankit.nets import Activation, BatchNorm, Dense, Flatten, LayerNorm, NetSpec, Reshape
+from gankit.ops import NumpyOps, Ops
+from gankit.plugins import PluginWarning, Registry, get_backend, get_registry
+from gankit.protocol import (
+    LOSS_PROPERTIES,
+    Backend,
+    Loss,
+    LossMeta,
+    NoParams,
+    OptimizerSettings,
+    Regularizer,
+    RegularizerMeta,
+    StepResult,
+    StrictModel,
+    Trainer,
+    TrainSetup,
+)
+from gankit.records import (
+    ArchitectureRecord,
+    BackendRecord,
+    DatasetRecord,
+    LossRecord,
+    RegularizerRecord,
+)
+
+__version__ = "0.1.0"
+
+
+def list_plugins(kind: str | None = None):
+    """Every registered plugin (optionally of one kind), with its distribution."""
+    return get_registry().entries(kind)
+
+
+def train(config=None, **kwargs):
+    """Train from a config (path, dict, :class:`ExperimentConfig` or ``None`` for the
+    default preset); returns the :class:`gankit.training.Run`."""
+    from gankit.training import train as _train
+
+    return _train(config, **kwargs)
+
+
+import types as _types
+
+__all__ = sorted(
+    name for name, value in globals().items()
+    if not name.startswith("_") and not isinstance(value, _types.ModuleType)
+)

@@ -1,0 +1,340 @@
+"""The experiment configuration: one strict pydantic model tree.
+
+Load a file (TOML, YAML or JSON) or a shipped preset, apply ``--set`` overrides and
+``GANKIT_BACKEND``, then :func:`resolve` checks every plugin name against the registry
+and every plugin's ``params`` against that plugin's own model, filling in defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from gankit.errors import ConfigError, PluginError
+from gankit.protocol import OptimizerSettings, StrictModel
+
+BACKEND_ENV = "GANKIT_BACKEND"
+DEFAULT_BACKEND = "torch"
+DEFAULT_PRESET = "ring8"
+_DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|gpu)(:\d+)?)$")
+
+
+def default_backend() -> str:
+    """``GANKIT_BACKEND`` if set, else ``torch``."""
+    return os.environ.get(BACKEND_ENV, "").strip() or DEFAULT_BACKEND
+
+
+class PluginChoice(StrictModel):
+    """A plugin by registered name, with the parameters its own model accepts."""
+
+    name: str
+    """Registered plugin name (see `gankit plugins`)."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Parameters, validated against the plugin's own pydantic model."""
+
+
+class LatentConfig(StrictModel):
+    """The generator's input noise."""
+
+    dim: int = Field(default=2, gt=0)
+    """Dimension of the latent vector z."""
+    distribution: Literal["normal", "uniform"] = "normal"
+    """Standard normal, or uniform on [-1, 1]."""
+
+
+class OptimizerConfig(StrictModel):
+    """One network's optimizer."""
+
+    name: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
+    """Algorithm: adam, adamw, rmsprop or sgd."""
+    lr: float = Field(default=2e-4, ge=0)
+    """Learning rate (0 freezes the network)."""
+    betas: tuple[float, float] = (0.5, 0.999)
+    """Adam/AdamW moment decay rates (beta1, beta2)."""
+    weight_decay: float = Field(default=0.0, ge=0)
+    """L2 penalty (adam, rmsprop, sgd) or decoupled decay (adamw)."""
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    """Momentum (rmsprop and sgd)."""
+    eps: float = Field(default=1e-8, gt=0)
+    """Numerical epsilon in the denominator (adam, adamw, rmsprop)."""
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v):
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("each beta must be in [0, 1)")
+        return v
+
+    def settings(self) -> OptimizerSettings:
+        return OptimizerSettings(
+            name=self.name, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay,
+            momentum=self.momentum, eps=self.eps,
+        )
+
+
+class OptimizersConfig(StrictModel):
+    """An optimizer per network (different learning rates give TTUR)."""
+
+    generator: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    """The generator's optimizer."""
+    discriminator: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    """The discriminator's optimizer."""
+
+
+class TrainingConfig(StrictModel):
+    """The training loop."""
+
+    steps: int = Field(default=2000, gt=0)
+    """Number of generator updates."""
+    batch_size: int = Field(default=256, gt=0)
+    """Samples per batch, for each network."""
+    n_critic: int = Field(default=1, ge=1)
+    """Discriminator updates per generator update."""
+    log_every: int = Field(default=100, ge=1)
+    """Write losses to metrics.jsonl every this many steps."""
+    sample_every: int = Field(default=0, ge=0)
+    """Save a sample picture every this many steps (0: only at the end)."""
+    checkpoint_every: int = Field(default=0, ge=0)
+    """Save a checkpoint every this many steps (0: only at the end)."""
+    num_samples: int = Field(default=2500, gt=0)
+    """Samples drawn for the pictures and the final samples file."""
+    compile: bool = False
+    """Compile the step (torch.compile on torch; TensorFlow steps are always tf.function)."""
+    init: Literal["default", "normal", "xavier_uniform"] = "default"
+    """Weight initialisation: the framework's default, N(0, 0.02) (DCGAN), or Xavier uniform."""
+
+
+class OutputConfig(StrictModel):
+    """Where results go."""
+
+    dir: str = "runs"
+    """Parent directory of run directories."""
+    name: str | None = None
+    """Run directory name (default: experiment name, backend and a timestamp)."""
+    overwrite: bool = False
+    """Allow writing into an existing run directory."""
+
+
+class ExperimentConfig(StrictModel):
+    """A whole experiment. Every table and key is documented below; unknown keys are errors."""
+
+    name: str = "experiment"
+    """A label for the run directory and logs."""
+    backend: str = DEFAULT_BACKEND
+    """Backend plugin: torch or tensorflow (GANKIT_BACKEND overrides the file)."""
+    seed: int = Field(default=0, ge=0)
+    """Seed for weights, noise and data order: a CPU run with the same seed repeats exactly."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N, gpu, gpu:N or mps (falls back to cpu with a warning)."""
+    data: PluginChoice = Field(default_factory=lambda: PluginChoice(name="ring8"))
+    """Dataset plugin."""
+    latent: LatentConfig = Field(default_factory=LatentConfig)
+    """Latent noise."""
+    generator: PluginChoice = Field(default_factory=lambda: PluginChoice(name="mlp"))
+    """Generator architecture plugin."""
+    discriminator: PluginChoice = Field(default_factory=lambda: PluginChoice(name="mlp"))
+    """Discriminator architecture plugin."""
+    loss: PluginChoice = Field(default_factory=lambda: PluginChoice(name="non_saturating"))
+    """Loss plugin."""
+    regularizers: list[PluginChoice] = Field(default_factory=list)
+    """Discriminator penalties, added to its loss."""
+    optimizers: OptimizersConfig = Field(default_factory=OptimizersConfig)
+    """One optimizer per network."""
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    """The training loop."""
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    """Where results go."""
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not _DEVICE.match(v):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N, gpu, gpu:N or mps")
+        return v
+
+    @model_validator(mode="after")
+    def _regularizers_unique(self):
+        names = [r.name for r in self.regularizers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"regularizer listed twice: {', '.join(sorted(dup))}")
+        return self
+
+
+# -- loading --------------------------------------------------------------------
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON file into a dict (never executes code)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist", hint="check the path, or use --preset NAME")
+    suffix = p.suffix.lower()
+    try:
+        text = p.read_text(encoding="utf-8")
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {str(p)!r} has unknown extension {suffix!r}", hint="use .toml, .yaml, .yml or .json")
+    except ConfigError:
+        raise
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"config file {str(p)!r} cannot be parsed: {detail}", hint=f"fix the {suffix[1:].upper()} syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a table of settings, not a {type(data).__name__}")
+    return data
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("gankit.presets").iterdir() if p.name.endswith(".toml"))
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(names)}")
+    return tomllib.loads(resources.files("gankit.presets").joinpath(f"{name}.toml").read_text("utf-8"))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        low = text.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (value parsed as JSON, else a string)."""
+    data = json.loads(json.dumps(data))  # a deep copy of plain data
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} is not of the form KEY=VALUE", hint="e.g. --set training.steps=500")
+        parts = key.strip().split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a table")
+            node = nxt
+        node[parts[-1]] = _parse_value(raw)
+    return data
+
+
+def _format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in (prefix, *e["loc"]) if x != "")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+            msg += f" (got {e['input']!r})"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return f"{source}: " + "; ".join(parts)
+
+
+def validate(data: Mapping[str, Any], source: str = "config") -> ExperimentConfig:
+    """Structural validation only (no registry look-ups)."""
+    try:
+        return ExperimentConfig.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source), hint="see docs/configuration.md or `gankit config schema`") from None
+
+
+def resolve(cfg: ExperimentConfig, registry=None, source: str = "config") -> ExperimentConfig:
+    """Check every plugin name against the registry and every ``params`` against the
+    plugin's model; return a copy with all defaults filled in."""
+    from gankit.plugins import get_registry
+
+    reg = registry or get_registry()
+
+    def check(kind: str, choice: PluginChoice, where: str) -> PluginChoice:
+        try:
+            entry = reg.get(kind, choice.name)
+        except PluginError as exc:
+            raise ConfigError(f"{source}: {where}.name: {exc.message}", hint=exc.hint) from None
+        try:
+            params = entry.record.params.model_validate(choice.params)
+        except ValidationError as err:
+            raise ConfigError(
+                _format_validation_error(err, source, prefix=f"{where}.params"),
+                hint=f"see `gankit plugins --kind {kind}` for {choice.name!r}'s parameters",
+            ) from None
+        return PluginChoice(name=choice.name, params=params.model_dump(mode="json"))
+
+    try:
+        reg.get("backend", cfg.backend)
+    except PluginError as exc:
+        raise ConfigError(f"{source}: backend: {exc.message}", hint=exc.hint) from None
+    for role in ("generator", "discriminator"):
+        entry = reg.get("architecture", getattr(cfg, role).name) if reg.has("architecture", getattr(cfg, role).name) else None
+        if entry is not None and role not in entry.record.roles:
+            raise ConfigError(f"{source}: {role}.name: architecture {entry.name!r} cannot be a {role}")
+    return cfg.model_copy(
+        update={
+            "data": check("dataset", cfg.data, "data"),
+            "generator": check("architecture", cfg.generator, "generator"),
+            "discriminator": check("architecture", cfg.discriminator, "discriminator"),
+            "loss": check("loss", cfg.loss, "loss"),
+            "regularizers": [check("regularizer", r, f"regularizers.{i}") for i, r in enumerate(cfg.regularizers)],
+        }
+    )
+
+
+def load_config(
+    source: str | os.PathLike | Mapping[str, Any] | ExperimentConfig | None = None,
+    *,
+    preset: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    registry=None,
+    environ: Mapping[str, str] | None = None,
+) -> ExperimentConfig:
+    """Load, override and fully resolve a config.
+
+    ``source`` is a file path, a dict, an :class:`ExperimentConfig`, or ``None`` for
+    ``preset`` (default: the ``ring8`` preset). Precedence, lowest first: the file or
+    preset, ``GANKIT_BACKEND``, then ``overrides``.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(source, ExperimentConfig):
+        data, label = source.model_dump(mode="json"), "config"
+    elif isinstance(source, Mapping):
+        data, label = dict(source), "config"
+    elif source is not None:
+        if preset:
+            raise ConfigError("give a config file or --preset, not both")
+        data, label = read_config_file(source), str(source)
+    else:
+        name = preset or DEFAULT_PRESET
+        data, label = read_preset(name), f"preset {name!r}"
+    env_backend = env.get(BACKEND_ENV, "").strip()
+    if env_backend:
+        data = {**data, "backend": env_backend}
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return resolve(validate(data, label), registry=registry, source=label)
+
+
+def schema() -> dict[str, Any]:
+    """JSON Schema of the config, for editors."""
+    return ExperimentConfig.model_json_schema()

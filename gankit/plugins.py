@@ -1,0 +1,244 @@
+"""The plugin manager: finds, loads and indexes every plugin through pluggy.
+
+Built-in plugins (the ``gankit`` distribution's own entry points) load first, then
+every other distribution's entry points in the ``gankit`` group. Environment
+variables, as their pytest equivalents:
+
+``GANKIT_DISABLE_PLUGIN_AUTOLOAD=1``
+    Load no third-party entry points (built-ins still load).
+``GANKIT_PLUGINS=a,b``
+    Load these even when autoloading is disabled: each is an entry-point name, a
+    distribution name, or a dotted module path to import and register.
+
+A plugin that fails to import or whose hook raises is skipped with a
+:class:`PluginWarning` naming it; two plugins registering one name is a
+:class:`~gankit.errors.PluginError` naming both distributions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import importlib.util
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import pluggy
+
+from gankit import hookspecs
+from gankit.errors import BackendUnavailable, PluginError
+from gankit.records import RECORD_TYPES, PluginRecord
+
+ENTRY_POINT_GROUP = "gankit"
+BUILTIN_DISTRIBUTION = "gankit"
+DISABLE_AUTOLOAD_ENV = "GANKIT_DISABLE_PLUGIN_AUTOLOAD"
+ALLOW_LIST_ENV = "GANKIT_PLUGINS"
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded; gankit carries on without it."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A record together with where it came from."""
+
+    record: PluginRecord
+    plugin: str        # the entry-point (or module) name
+    distribution: str  # the distribution that provides it
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _dist_name(ep: md.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist is not None else "<unknown>"
+
+
+class Registry:
+    """Every registered plugin, by kind and name."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._entries: dict[str, dict[str, Registered]] = {kind: {} for kind in RECORD_TYPES}
+        self._origin: dict[str, tuple[str, str]] = {}  # pluggy plugin name -> (plugin, dist)
+        self.failed: list[tuple[str, str, str]] = []  # (plugin, distribution, reason)
+
+    # -- loading ----------------------------------------------------------------
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> "Registry":
+        """Load built-ins, then third-party entry points as the environment allows."""
+        env = os.environ if environ is None else environ
+        allow = [s.strip() for s in env.get(ALLOW_LIST_ENV, "").split(",") if s.strip()]
+        autoload = not _truthy(env.get(DISABLE_AUTOLOAD_ENV))
+        reg = cls()
+        eps = list(md.entry_points(group=ENTRY_POINT_GROUP))
+        builtins = [ep for ep in eps if _dist_name(ep) == BUILTIN_DISTRIBUTION]
+        others = sorted(
+            (ep for ep in eps if _dist_name(ep) != BUILTIN_DISTRIBUTION),
+            key=lambda ep: (_dist_name(ep), ep.name),
+        )
+        matched: set[str] = set()
+        for ep in builtins:
+            reg._load_entry_point(ep)
+        for ep in others:
+            hit = {ep.name, _dist_name(ep)} & set(allow)
+            matched |= hit
+            if autoload or hit:
+                reg._load_entry_point(ep)
+        for name in allow:
+            if name not in matched and not any(ep.name == name for ep in builtins):
+                reg._load_module(name)
+        reg._collect()
+        return reg
+
+    @classmethod
+    def from_plugins(cls, plugins: Iterable[Any], distribution: str = "<local>") -> "Registry":
+        """A registry of exactly these plugin objects (modules or instances)."""
+        reg = cls()
+        for plugin in plugins:
+            name = getattr(plugin, "__name__", type(plugin).__name__)
+            reg._register(plugin, name, distribution)
+        reg._collect()
+        return reg
+
+    def _load_entry_point(self, ep: md.EntryPoint) -> None:
+        dist = _dist_name(ep)
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken plugin must not break gankit
+            self._fail(ep.name, dist, f"failed to import ({type(exc).__name__}: {exc})")
+            return
+        self._register(plugin, ep.name, dist)
+
+    def _load_module(self, dotted: str) -> None:
+        try:
+            plugin = importlib.import_module(dotted)
+        except Exception as exc:
+            self._fail(dotted, "<GANKIT_PLUGINS>", f"failed to import ({type(exc).__name__}: {exc})")
+            return
+        self._register(plugin, dotted, "<GANKIT_PLUGINS>")
+
+    def _register(self, plugin: Any, name: str, dist: str) -> None:
+        key = f"{dist}:{name}"
+        if self.pm.is_registered(plugin):
+            return
+        try:
+            self.pm.register(plugin, name=key)
+        except Exception as exc:  # e.g. a hook with a misspelled name or bad signature
+            self._fail(name, dist, f"was rejected by the plugin manager ({exc})")
+            return
+        self._origin[key] = (name, dist)
+
+    def _fail(self, plugin: str, dist: str, reason: str) -> None:
+        self.failed.append((plugin, dist, reason))
+        warnings.warn(
+            f"gankit plugin {plugin!r} from distribution {dist!r} {reason}; it is skipped",
+            PluginWarning,
+            stacklevel=3,
+        )
+
+    def _collect(self) -> None:
+        for hook_name, kind in hookspecs.HOOK_KINDS.items():
+            record_type = RECORD_TYPES[kind]
+            hook = getattr(self.pm.hook, hook_name)
+            # pluggy keeps implementations last-registered-first; we want load order.
+            for impl in reversed(hook.get_hookimpls()):
+                plugin, dist = self._origin.get(impl.plugin_name, (impl.plugin_name, "<unknown>"))
+                try:
+                    records = impl.function()
+                except Exception as exc:
+                    self._fail(plugin, dist, f"raised in {hook_name} ({type(exc).__name__}: {exc})")
+                    continue
+                records = list(records or [])
+                bad = [r for r in records if not isinstance(r, record_type)]
+                if bad:
+                    self._fail(plugin, dist, f"returned {bad[0]!r} from {hook_name}, expected {record_type.__name__}")
+                    continue
+                for record in records:
+                    self._add(Registered(record, plugin, dist))
+
+    def _add(self, entry: Registered) -> None:
+        table = self._entries[entry.kind]
+        old = table.get(entry.name)
+        if old is not None:
+            raise PluginError(
+                f"two plugins register the {entry.kind} {entry.name!r}: {old.plugin!r} from "
+                f"distribution {old.distribution!r} and {entry.plugin!r} from distribution "
+                f"{entry.distribution!r}",
+                hint="uninstall one of them, or disable one with GANKIT_DISABLE_PLUGIN_AUTOLOAD=1 and GANKIT_PLUGINS",
+            )
+        table[entry.name] = entry
+
+    # -- queries ----------------------------------------------------------------
+    def kinds(self) -> list[str]:
+        return list(self._entries)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str | None = None) -> list[Registered]:
+        kinds = [kind] if kind else list(self._entries)
+        return [self._entries[k][n] for k in kinds for n in sorted(self._entries[k])]
+
+    def get(self, kind: str, name: str) -> Registered:
+        try:
+            return self._entries[kind][name]
+        except KeyError:
+            available = ", ".join(self.names(kind)) or "none"
+            raise PluginError(
+                f"unknown {kind} {name!r}; available: {available}",
+                hint="check the spelling, or install the plugin that provides it (see `gankit plugins`)",
+            ) from None
+
+    def has(self, kind: str, name: str) -> bool:
+        return name in self._entries.get(kind, {})
+
+    def backend(self, name: str):
+        """The backend object for ``name``, or :class:`BackendUnavailable` if its
+        framework is not installed."""
+        entry = self.get("backend", name)
+        record = entry.record
+        missing = [m for m in getattr(record, "requires", ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            extra = getattr(record, "extra", "") or name
+            raise BackendUnavailable(
+                f"the {name} backend needs {', '.join(missing)}, which is not installed",
+                hint=f"pip install 'gankit[{extra}]', or choose another backend with --set backend=NAME",
+            )
+        return record.factory()
+
+    def backend_available(self, name: str) -> bool:
+        record = self.get("backend", name).record
+        return all(importlib.util.find_spec(m) is not None for m in getattr(record, "requires", ()))
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry(reload: bool = False) -> Registry:
+    """The process-wide registry, loaded from the environment on first use."""
+    global _REGISTRY
+    if _REGISTRY is None or reload:
+        _REGISTRY = Registry.from_environment()
+    return _REGISTRY
+
+
+def get_backend(name: str | None = None):
+    """The backend object by name (default: ``GANKIT_BACKEND`` or torch)."""
+    from gankit.config import default_backend
+
+    return get_registry().backend(name or default_backend())

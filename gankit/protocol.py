@@ -1,0 +1,243 @@
+"""The GAN protocol: losses, regularizers, the training step and what a backend provides.
+
+Everything here is framework-neutral. A loss or regularizer is written once against
+:class:`~gankit.ops.Ops`; a backend turns the neutral pieces (net specs, loss,
+regularizers, optimizer settings) into a compiled training step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gankit.ops import Array, Ops
+
+LossFamily = Literal["minimax", "wasserstein", "hinge", "least_squares", "relativistic", "other"]
+
+#: Names of the mathematical properties a loss can declare (checked by the conformance suite).
+LOSS_PROPERTIES = (
+    "finite_at_extremes",      # finite values and gradients at logits of +-1e4
+    "batch_order_invariant",   # permuting the batch leaves the value unchanged
+    "mean_reduced",            # duplicating the batch leaves the value unchanged
+    "monotone",                # higher real logits never raise the D loss, etc.
+    "optimal_discriminator",   # minimax: D* = p / (p + q), value log 4 at D = 1/2
+    "shift_invariant",         # adding a constant to every logit changes nothing
+    "hinge_margin",            # zero D loss once real >= 1 and fake <= -1
+    "least_squares_targets",   # minimised at the configured targets
+)
+
+
+class StrictModel(BaseModel):
+    """Base for every gankit pydantic model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class NoParams(StrictModel):
+    """A plugin that takes no parameters."""
+
+
+@dataclass(frozen=True)
+class LossMeta:
+    """What a loss declares about itself; the conformance suite checks these claims."""
+
+    family: LossFamily
+    #: True when the generator loss saturates (vanishing gradient as D(G(z)) -> 0).
+    saturating: bool
+    #: The properties from :data:`LOSS_PROPERTIES` that apply to this loss.
+    properties: tuple[str, ...]
+    #: The formula, in plain text (shown in ``gankit plugins`` and the docs).
+    formula: str
+    #: The paper the loss comes from.
+    paper: str
+    #: Whether the generator loss reads the real logits (relativistic losses do).
+    generator_needs_real: bool = False
+
+    def __post_init__(self):
+        unknown = set(self.properties) - set(LOSS_PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown loss properties {sorted(unknown)}; known: {LOSS_PROPERTIES}")
+
+
+class Loss:
+    """A GAN loss: two scalar functions of logits, written against :class:`Ops`.
+
+    Subclasses set ``meta`` and implement both methods. Inputs are logits (raw
+    discriminator outputs), never probabilities; outputs are scalars averaged over
+    the batch.
+
+    Example::
+
+        class Hinge(Loss):
+            meta = LossMeta(family="hinge", saturating=False, properties=(...),
+                            formula="...", paper="...")
+
+            def discriminator(self, ops, real_logits, fake_logits):
+                return (ops.mean(ops.relu(1 - real_logits))
+                        + ops.mean(ops.relu(1 + fake_logits)))
+
+            def generator(self, ops, fake_logits, real_logits=None):
+                return -ops.mean(fake_logits)
+    """
+
+    meta: ClassVar[LossMeta]
+
+    def __init__(self, params: BaseModel | None = None):
+        self.params = params
+
+    def discriminator(self, ops: Ops, real_logits: Array, fake_logits: Array) -> Array:
+        """The loss the discriminator minimises."""
+        raise NotImplementedError
+
+    def generator(self, ops: Ops, fake_logits: Array, real_logits: Array | None = None) -> Array:
+        """The loss the generator minimises. ``real_logits`` is given when
+        ``meta.generator_needs_real`` is true."""
+        raise NotImplementedError
+
+
+Discriminator = Callable[[Array], Array]
+"""The discriminator as a function from a batch of samples to logits of shape (batch,)."""
+
+
+@dataclass(frozen=True)
+class RegularizerMeta:
+    """What a regularizer declares about itself."""
+
+    #: Which samples the penalty is evaluated at.
+    evaluated_at: Literal["real", "fake", "interpolates", "perturbed_real"]
+    formula: str
+    paper: str
+
+
+class Regularizer:
+    """A penalty added to the discriminator loss, written against :class:`Ops`.
+
+    ``__call__`` returns the weighted penalty (a scalar) for one discriminator update.
+    """
+
+    meta: ClassVar[RegularizerMeta]
+
+    def __init__(self, params: BaseModel | None = None):
+        self.params = params
+
+    def __call__(self, ops: Ops, discriminator: Discriminator, real: Array, fake: Array) -> Array:
+        raise NotImplementedError
+
+
+class StepResult(BaseModel):
+    """What one training step reports: the losses of its last updates, plus extras."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int = Field(ge=0)
+    """The number of completed steps (generator updates) after this one."""
+    d_loss: float
+    """Discriminator loss of the last discriminator update (penalties excluded)."""
+    g_loss: float
+    """Generator loss of the generator update."""
+    extras: dict[str, float] = Field(default_factory=dict)
+    """Further scalars: each penalty, mean real and fake logits."""
+
+    @field_validator("extras")
+    @classmethod
+    def _names(cls, v: dict[str, float]) -> dict[str, float]:
+        for key in v:
+            if not key.isidentifier():
+                raise ValueError(f"extra name {key!r} must be an identifier")
+        return v
+
+    def is_finite(self) -> bool:
+        return all(math.isfinite(x) for x in (self.d_loss, self.g_loss, *self.extras.values()))
+
+    def scalars(self) -> dict[str, float]:
+        return {"d_loss": self.d_loss, "g_loss": self.g_loss, **self.extras}
+
+
+@dataclass
+class OptimizerSettings:
+    """Neutral optimizer settings (from :class:`gankit.config.OptimizerConfig`)."""
+
+    name: Literal["adam", "adamw", "rmsprop", "sgd"]
+    lr: float
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    eps: float = 1e-8
+
+
+@dataclass
+class TrainSetup:
+    """Everything a backend needs to build a trainer, in neutral form."""
+
+    generator: Any  # gankit.nets.NetSpec
+    discriminator: Any  # gankit.nets.NetSpec
+    loss: Loss
+    #: Penalties by name (the name labels their value in ``StepResult.extras``).
+    regularizers: dict[str, Regularizer]
+    g_optimizer: OptimizerSettings
+    d_optimizer: OptimizerSettings
+    latent_dim: int
+    batch_size: int
+    latent_distribution: Literal["normal", "uniform"] = "normal"
+    n_critic: int = 1
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    #: Initial weights in the canonical layout (``generator.<param>``,
+    #: ``discriminator.<param>``), from :func:`gankit.init.initial_weights`.
+    initial_weights: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """A built GAN on one backend: networks, optimizers and the compiled step."""
+
+    backend: str
+    device: str
+    step_count: int
+
+    def train_step(self, real_batches: np.ndarray) -> StepResult:
+        """``n_critic`` discriminator updates (one per real batch in the leading axis
+        of ``real_batches``), then one generator update."""
+
+    def discriminator_step(self, real: np.ndarray) -> float:
+        """One discriminator update on ``real``; returns its loss."""
+
+    def generator_step(self, batch_size: int, real: np.ndarray | None = None) -> float:
+        """One generator update; returns its loss."""
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """``n`` generator samples as numpy (eval mode)."""
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """Generator outputs for the given latents, as numpy (eval mode)."""
+
+    def discriminate(self, x: np.ndarray) -> np.ndarray:
+        """Discriminator logits for ``x``, as numpy (eval mode)."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Weights in the canonical layout: ``generator.<param>``, ``discriminator.<param>``."""
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Load weights in the canonical layout (any backend's checkpoint)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a backend plugin provides."""
+
+    name: str
+
+    def version(self) -> str:
+        """The framework's version string."""
+
+    def ops(self, dtype: str = "float32", seed: int = 0) -> Ops:
+        """An :class:`Ops` for standalone evaluation (tests, conformance)."""
+
+    def build_trainer(self, setup: TrainSetup) -> Trainer:
+        """Build networks, optimizers and the compiled step for ``setup``."""
