@@ -128,6 +128,8 @@ class ExperimentConfig(StrictModel):
 
     name: str = "experiment"
     """A label for the run directory and logs."""
+    description: str = ""
+    """What the experiment is for (shown by `gankit presets`)."""
     backend: str = DEFAULT_BACKEND
     """Backend plugin: torch or tensorflow (GANKIT_BACKEND overrides the file)."""
     seed: int = Field(default=0, ge=0)

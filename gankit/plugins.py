@@ -141,6 +141,11 @@ class Registry:
         except Exception as exc:  # e.g. a hook with a misspelled name or bad signature
             self._fail(name, dist, f"was rejected by the plugin manager ({exc})")
             return
+        unknown = sorted(c.name for c in self.pm.get_hookcallers(plugin) or [] if c.spec is None)
+        if unknown:
+            self.pm.unregister(plugin)
+            self._fail(name, dist, f"was rejected: it implements {', '.join(unknown)}, which gankit does not define (a misspelled hook?)")
+            return
         self._origin[key] = (name, dist)
 
     def _fail(self, plugin: str, dist: str, reason: str) -> None:
@@ -155,8 +160,8 @@ class Registry:
         for hook_name, kind in hookspecs.HOOK_KINDS.items():
             record_type = RECORD_TYPES[kind]
             hook = getattr(self.pm.hook, hook_name)
-            # pluggy keeps implementations last-registered-first; we want load order.
-            for impl in reversed(hook.get_hookimpls()):
+            # get_hookimpls() lists implementations in registration (= load) order.
+            for impl in hook.get_hookimpls():
                 plugin, dist = self._origin.get(impl.plugin_name, (impl.plugin_name, "<unknown>"))
                 try:
                     records = impl.function()

@@ -1,0 +1,168 @@
+"""The ``gankit`` command line.
+
+Every user error ends in one line on stderr and exit status 2; ``--debug`` (or
+``GANKIT_DEBUG=1``) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gankit.errors import GankitError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_set_option = click.option(
+    "--set", "-s", "set_", multiple=True, metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set training.steps=500 (repeatable).",
+)
+_preset_option = click.option("--preset", "-p", default=None, help="A config shipped with gankit (see `gankit presets`).")
+_config_arg = click.argument("config", required=False, type=click.Path(path_type=Path))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="gankit")
+def app(debug: bool):
+    """Train GANs on PyTorch or TensorFlow from one config."""
+
+
+@app.command()
+@_config_arg
+@_preset_option
+@_set_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], quiet: bool):
+    """Train a GAN; write samples, metrics and a checkpoint into a run directory.
+
+    CONFIG is a .toml, .yaml or .json file; without it the ring8 preset trains.
+    """
+    from gankit.training import train as run_training
+
+    run = run_training(config, preset=preset, overrides=set_, progress=not quiet and sys.stderr.isatty())
+    m = run.metrics
+    out.print(
+        f"trained {run.steps} steps on {run.backend} ({run.device}) in {run.seconds:.1f}s: "
+        f"d_loss {m.get('d_loss', float('nan')):.4f}, g_loss {m.get('g_loss', float('nan')):.4f}"
+    )
+    out.print(f"run directory: {run.directory}")
+
+
+@app.command()
+@click.option("--kind", "-k", default=None, help="Only this kind: backend, loss, regularizer, architecture, dataset.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins(kind: Optional[str], as_json: bool):
+    """List every registered plugin and the distribution providing it."""
+    from gankit.plugins import get_registry
+
+    reg = get_registry()
+    if kind is not None and kind not in reg.kinds():
+        raise GankitError(f"unknown plugin kind {kind!r}; known: {', '.join(reg.kinds())}")
+    rows = []
+    for e in reg.entries(kind):
+        status = ""
+        if e.kind == "backend":
+            status = "available" if reg.backend_available(e.name) else f"not installed: pip install 'gankit[{e.record.extra or e.name}]'"
+        params = {k: ("<required>" if f.is_required() else f.get_default(call_default_factory=True))
+                  for k, f in e.record.params.model_fields.items()}
+        rows.append({"kind": e.kind, "name": e.name, "distribution": e.distribution, "plugin": e.plugin,
+                     "description": e.record.description, "params": params, "status": status})
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table(title="gankit plugins")
+    for col in ("kind", "name", "distribution", "description", "params"):
+        table.add_column(col)
+    for r in rows:
+        desc = r["description"] + (f" [{r['status']}]" if r["status"] else "")
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        table.add_row(*(escape(str(x)) for x in (r["kind"], r["name"], r["distribution"], desc, params)))
+    out.print(table)
+    for plugin, dist, reason in reg.failed:
+        err.print(f"warning: plugin {plugin!r} from {dist!r} {reason}", markup=False)
+
+
+@app.command()
+def presets():
+    """List the configs shipped with gankit."""
+    from gankit.config import preset_names, read_preset
+
+    for name in preset_names():
+        out.print(f"{name:12s} {read_preset(name).get('description', '')}".rstrip(), markup=False)
+
+
+@app.group("config")
+def config_group():
+    """Validate configs and print their schema."""
+
+
+@config_group.command("check")
+@_config_arg
+@_preset_option
+@_set_option
+def config_check(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...]):
+    """Validate a config and print it fully resolved (every default filled in)."""
+    from gankit.config import load_config
+
+    cfg = load_config(config, preset=preset, overrides=set_)
+    click.echo(cfg.model_dump_json(indent=2))
+
+
+@config_group.command("schema")
+def config_schema():
+    """Print the JSON Schema of the config (for editors)."""
+    from gankit.config import schema
+
+    click.echo(json.dumps(schema(), indent=2))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    err.print(f"warning: {' '.join(str(message).split())}", markup=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gankit`` console script."""
+    warnings.showwarning = _show_warning
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("GANKIT_DEBUG", "") not in ("", "0")
+    try:
+        rc = app.main(args=args, prog_name="gankit", standalone_mode=False)
+        return rc if isinstance(rc, int) else 0
+    except GankitError as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc.one_line()}", markup=False)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted", markup=False)
+        return 130
+    except click.ClickException as exc:
+        if debug:
+            raise
+        err.print(f"error: {' '.join(exc.format_message().split())} (see `gankit --help`)", markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130
+    except Exception as exc:  # a bug in gankit or a plugin, not the user's input
+        if debug:
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (run with --debug for the traceback, and please report it)", markup=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

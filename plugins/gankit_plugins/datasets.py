@@ -1,0 +1,119 @@
+"""Built-in datasets: the PacGAN 2D toys and arrays from a ``.npy``/``.npz`` file.
+
+* ``ring8``: 8 Gaussians on a circle of radius 1, sigma 0.01 (PacGAN, Lin et al. 2018).
+* ``grid25``: 25 Gaussians on {-4, -2, 0, 2, 4}^2, sigma 0.05 (PacGAN).
+* ``npy``: every sample of an array file; a ``.npz`` names its array with ``key``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+import gankit
+
+
+class RingParams(gankit.StrictModel):
+    """Parameters of ``ring8``."""
+
+    modes: int = Field(default=8, ge=1)
+    """Number of Gaussians, evenly spaced on the circle."""
+    radius: float = Field(default=1.0, gt=0)
+    """Radius of the circle."""
+    std: float = Field(default=0.01, gt=0)
+    """Standard deviation of each Gaussian."""
+
+
+class GridParams(gankit.StrictModel):
+    """Parameters of ``grid25``."""
+
+    side: int = Field(default=5, ge=1)
+    """Modes per side of the square grid (side^2 modes)."""
+    spacing: float = Field(default=2.0, gt=0)
+    """Distance between neighbouring modes; the grid is centred on 0."""
+    std: float = Field(default=0.05, gt=0)
+    """Standard deviation of each Gaussian."""
+
+
+class ArrayFileParams(gankit.StrictModel):
+    """Parameters of ``npy``."""
+
+    path: str
+    """Path to a .npy or .npz file holding an array of shape (n, ...)."""
+    key: str | None = None
+    """Array name inside a .npz (default: its only array)."""
+
+
+def ring_centers(p: RingParams) -> np.ndarray:
+    angles = 2 * np.pi * np.arange(p.modes) / p.modes
+    return p.radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def grid_centers(p: GridParams) -> np.ndarray:
+    ticks = (np.arange(p.side) - (p.side - 1) / 2) * p.spacing
+    return np.array([(x, y) for x in ticks for y in ticks], dtype=np.float64)
+
+
+def make_ring(params: RingParams, seed: int = 0) -> gankit.Dataset:
+    centers = ring_centers(params)
+    return gankit.SamplerDataset(
+        draw=gankit.gaussian_mixture(centers, params.std), sample_shape=(2,),
+        info={"modes": centers.tolist(), "std": params.std},
+    )
+
+
+def make_grid(params: GridParams, seed: int = 0) -> gankit.Dataset:
+    centers = grid_centers(params)
+    return gankit.SamplerDataset(
+        draw=gankit.gaussian_mixture(centers, params.std), sample_shape=(2,),
+        info={"modes": centers.tolist(), "std": params.std},
+    )
+
+
+def load_array_file(params: ArrayFileParams, seed: int = 0) -> gankit.Dataset:
+    path = Path(params.path).expanduser()
+    if not path.is_file():
+        raise gankit.DataError(f"data file {str(path)!r} does not exist", hint="check data.params.path")
+    try:
+        # allow_pickle=False: loading data never runs code.
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise gankit.DataError(
+            f"data file {str(path)!r} is not a readable .npy/.npz array ({' '.join(str(exc).split())})",
+            hint="save it with numpy.save or numpy.savez, without object arrays",
+        ) from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            keys = list(loaded.keys())
+            key = params.key or (keys[0] if len(keys) == 1 else None)
+            if key is None or key not in keys:
+                raise gankit.DataError(
+                    f"data file {str(path)!r} holds arrays {keys}; choose one",
+                    hint="set data.params.key",
+                )
+            try:
+                array = loaded[key]
+            except ValueError as exc:
+                raise gankit.DataError(f"array {key!r} in {str(path)!r} cannot be read: {exc}") from None
+    else:
+        array = loaded
+    if not np.issubdtype(array.dtype, np.number) or array.ndim < 2:
+        raise gankit.DataError(
+            f"data file {str(path)!r} must hold a numeric array of shape (n, ...), got {array.dtype} {array.shape}",
+        )
+    return gankit.ArrayDataset(array, info={"source": str(path)})
+
+
+@gankit.hookimpl
+def gankit_register_datasets():
+    return [
+        gankit.DatasetRecord(name="ring8", params=RingParams, factory=make_ring,
+                             description="8 Gaussians on a circle (PacGAN 2D ring)"),
+        gankit.DatasetRecord(name="grid25", params=GridParams, factory=make_grid,
+                             description="25 Gaussians on a 5x5 grid (PacGAN 2D grid)"),
+        gankit.DatasetRecord(name="npy", params=ArrayFileParams, factory=load_array_file,
+                             description="Samples from a .npy or .npz array file"),
+    ]

@@ -1,0 +1,173 @@
+"""Config loading and validation: good files in every format, bad files with one clear line."""
+
+import json
+
+import pytest
+import yaml
+
+import gankit
+from gankit.config import (
+    ExperimentConfig,
+    apply_overrides,
+    load_config,
+    preset_names,
+    read_preset,
+    schema,
+)
+from gankit.errors import ConfigError
+
+TOML = """
+name = "ring"
+backend = "torch"
+seed = 3
+[data]
+name = "ring8"
+params = { std = 0.02 }
+[loss]
+name = "least_squares"
+params = { a = -1.0 }
+[[regularizers]]
+name = "r1"
+params = { gamma = 1.0 }
+[training]
+steps = 10
+batch_size = 32
+n_critic = 2
+"""
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture
+def as_dict():
+    import tomllib
+
+    return tomllib.loads(TOML)
+
+
+def test_toml_yaml_json_resolve_identically(tmp_path, as_dict):
+    t = load_config(write(tmp_path, "c.toml", TOML), environ={})
+    y = load_config(write(tmp_path, "c.yaml", yaml.safe_dump(as_dict)), environ={})
+    j = load_config(write(tmp_path, "c.json", json.dumps(as_dict)), environ={})
+    assert t == y == j
+    assert t.loss.params == {"a": -1.0, "b": 1.0, "c": 1.0}  # plugin defaults filled in
+    assert t.data.params["std"] == 0.02 and t.data.params["modes"] == 8
+    assert t.regularizers[0].params == {"gamma": 1.0}
+    assert t.training.n_critic == 2 and t.seed == 3
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_validates(name):
+    cfg = load_config(preset=name, environ={})
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.name == read_preset(name)["name"]
+
+
+def test_default_is_ring8_preset():
+    assert load_config(environ={}) == load_config(preset="ring8", environ={})
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[training]\nstepz = 3\n", "training.stepz: unknown key"),
+        ("bogus = 1\n", "bogus: unknown key"),
+        ("[training]\nsteps = -1\n", "training.steps: Input should be greater than 0 (got -1)"),
+        ("[training]\nn_critic = 0\n", "training.n_critic"),
+        ('device = "tpu"\n', "device"),
+        ("[optimizers.generator]\nbetas = [1.5, 0.9]\n", "optimizers.generator.betas"),
+        ('[optimizers.generator]\nname = "lion"\n', "optimizers.generator.name"),
+        ('[loss]\nname = "nope"\n', "loss.name: unknown loss 'nope'; available: hinge, least_squares, minimax"),
+        ('[loss]\nname = "minimax"\nparams = { label_smoothing = 1.5 }\n', "loss.params.label_smoothing"),
+        ('[loss]\nname = "hinge"\nparams = { margin = 2 }\n', "loss.params.margin: unknown key"),
+        ('[generator]\nname = "resnet9000"\n', "generator.name: unknown architecture 'resnet9000'; available: mlp"),
+        ('[data]\nname = "ring8"\nparams = { std = "wide" }\n', "data.params.std"),
+        ('backend = "jax"\n', "backend: unknown backend 'jax'; available: tensorflow, torch"),
+        ('[[regularizers]]\nname = "r1"\n[[regularizers]]\nname = "r1"\n', "regularizer listed twice: r1"),
+    ],
+)
+def test_bad_config_gives_one_clear_line(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "bad.toml", text), environ={})
+    line = err.value.one_line()
+    assert "\n" not in line
+    assert expected in line
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("bad.toml", "[training\nsteps = 1", "cannot be parsed"),
+        ("bad.yaml", "a: [1, 2", "cannot be parsed"),
+        ("bad.json", "{", "cannot be parsed"),
+        ("bad.ini", "x=1", "unknown extension '.ini'"),
+        ("list.yaml", "- 1\n- 2\n", "must hold a table of settings"),
+    ],
+)
+def test_unreadable_files(tmp_path, name, text, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, name, text), environ={})
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("no/such/file.toml", environ={})
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    text = "name: !!python/object/apply:os.system ['echo pwned']\n"
+    with pytest.raises(ConfigError, match="cannot be parsed"):
+        load_config(write(tmp_path, "evil.yaml", text), environ={})
+
+
+def test_overrides_parse_values():
+    data = apply_overrides({"training": {"steps": 5}}, ["training.steps=7", "backend=tensorflow",
+                                                       "generator.params.hidden=[8, 8]", "training.compile=true"])
+    assert data == {"training": {"steps": 7, "compile": True}, "backend": "tensorflow",
+                    "generator": {"params": {"hidden": [8, 8]}}}
+
+
+@pytest.mark.parametrize("item", ["novalue", "=3", "training.steps.x=1"])
+def test_bad_override(item):
+    with pytest.raises(ConfigError):
+        apply_overrides({"training": {"steps": 5}}, [item])
+
+
+def test_backend_precedence(tmp_path):
+    path = write(tmp_path, "c.toml", 'backend = "torch"\n')
+    assert load_config(path, environ={}).backend == "torch"
+    assert load_config(path, environ={"GANKIT_BACKEND": "tensorflow"}).backend == "tensorflow"
+    cfg = load_config(path, environ={"GANKIT_BACKEND": "tensorflow"}, overrides=["backend=torch"])
+    assert cfg.backend == "torch"
+
+
+def test_every_field_is_documented():
+    def walk(model, seen):
+        if model in seen:
+            return
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no docstring"
+            ann = field.annotation
+            for arg in (ann, *getattr(ann, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, gankit.StrictModel):
+                    walk(arg, seen)
+
+    walk(ExperimentConfig, set())
+
+
+def test_every_plugin_params_field_is_documented():
+    for entry in gankit.list_plugins():
+        for name, field in entry.record.params.model_fields.items():
+            assert field.description, f"{entry.kind} {entry.name}: param {name} has no docstring"
+
+
+def test_schema_is_json_schema():
+    s = schema()
+    assert s["type"] == "object" and s["additionalProperties"] is False
+    assert "training" in s["properties"]
+    json.dumps(s)
