@@ -127,6 +127,14 @@ def config_schema():
     click.echo(json.dumps(schema(), indent=2))
 
 
+@config_group.command("reference")
+def config_reference():
+    """Print the configuration reference (Markdown), generated from the models."""
+    from gankit.reference import config_reference as generate
+
+    click.echo(generate(), nl=False)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     err.print(f"warning: {' '.join(str(message).split())}", markup=False)
 
