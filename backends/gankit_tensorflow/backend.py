@@ -1,0 +1,31 @@
+"""``TensorFlowBackend``: what the ``tensorflow`` backend plugin provides."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+from gankit.protocol import TrainSetup  # noqa: E402
+
+from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
+from gankit_tensorflow.step import TensorFlowTrainer  # noqa: E402
+
+
+class TensorFlowBackend:
+    """The TensorFlow implementation of :class:`gankit.Backend`."""
+
+    name = "tensorflow"
+
+    def version(self) -> str:
+        return tf.__version__
+
+    def ops(self, dtype: str = "float32", seed: int = 0) -> TensorFlowOps:
+        return TensorFlowOps(seed=seed, dtype=dtype)
+
+    def build_trainer(self, setup: TrainSetup) -> TensorFlowTrainer:
+        return TensorFlowTrainer(setup)
+
+    def __repr__(self) -> str:
+        return f"TensorFlowBackend(tensorflow {tf.__version__})"

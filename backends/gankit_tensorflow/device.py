@@ -1,0 +1,58 @@
+"""Resolve a config device (auto, cpu, cuda[:N], gpu[:N], mps) to a TensorFlow device string."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|gpu)(:(\d+))?)$")
+_configured = False
+
+
+def _configure_gpus(gpus) -> None:
+    """Once per process, before the GPUs are initialised: grow GPU memory on demand
+    (so TensorFlow can share a GPU with torch), and turn TensorFloat-32 matmuls off
+    so float32 results match torch's defaults and the CPU within float32 tolerance."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):  # GPUs already initialised: keep their setting
+            pass
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"/GPU:N"`` or ``"/CPU:0"`` for a config device string.
+
+    ``auto`` picks the first GPU when TensorFlow sees one. A device that is not
+    available (including ``mps``, which TensorFlow does not support) falls back to the
+    CPU with a :class:`RuntimeWarning`.
+    """
+    spec = (device or "auto").strip().lower()
+    match = _PATTERN.match(spec)
+    if match is None:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N, gpu, gpu:N or mps")
+    if spec == "cpu":
+        return "/CPU:0"
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        _configure_gpus(gpus)
+    if spec == "auto":
+        return "/GPU:0" if gpus else "/CPU:0"
+    if spec == "mps":
+        reason = "TensorFlow does not support mps"
+    else:
+        index = int(match.group(4) or 0)
+        if index < len(gpus):
+            return f"/GPU:{index}"
+        reason = f"TensorFlow sees {len(gpus)} GPU{'' if len(gpus) == 1 else 's'}"
+    warnings.warn(f"device {device!r} was requested but {reason}; falling back to cpu", RuntimeWarning, stacklevel=2)
+    return "/CPU:0"

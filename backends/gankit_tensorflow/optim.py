@@ -1,0 +1,156 @@
+"""Optimizers with torch.optim's exact update rules, as a few TensorFlow ops per step.
+
+Why not ``keras.optimizers``: Keras 3 puts Adam's epsilon inside the bias correction
+(``m_hat / (sqrt(v_hat) + eps_hat)`` with a rescaled epsilon) and RMSprop's inside the
+square root, has no L2-into-gradient Adam, and keeps its slots as Keras variables. Both
+backends must train alike from the same weights, so these small optimizers follow
+``torch.optim`` line by line, keep their slots in plain ``tf.Variable`` s (created once,
+eagerly) and run inside ``tf.function`` and XLA.
+
+Slot names follow torch (``exp_avg``, ``exp_avg_sq``, ``square_avg``, ``momentum_buffer``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+from gankit.protocol import OptimizerSettings  # noqa: E402
+
+#: torch.optim.RMSprop's default smoothing constant (OptimizerSettings has no field for it).
+RMSPROP_ALPHA = 0.99
+
+
+class Optimizer:
+    """Base: one update of ``variables`` (canonical name -> variable) per :meth:`apply`."""
+
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, settings: OptimizerSettings, variables: Mapping[str, tf.Variable]):
+        self.settings = settings
+        self.names = tuple(variables)
+        self.variables = tuple(variables.values())
+        # lr is a variable so a schedule can change it without retracing the step.
+        self.lr = tf.Variable(float(settings.lr), dtype=tf.float32, trainable=False, name="lr")
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.slots = [
+            {s: tf.Variable(tf.zeros_like(v), trainable=False, name=s) for s in self._slots_for()}
+            for v in self.variables
+        ]
+
+    def _slots_for(self) -> tuple[str, ...]:
+        return self.slot_names
+
+    def apply(self, grads: Sequence[tf.Tensor]) -> None:
+        """One step with gradients aligned to ``variables``."""
+        step = self.iterations.assign_add(1)
+        for var, grad, slots in zip(self.variables, grads, self.slots):
+            lr = tf.cast(self.lr, var.dtype)
+            self._update(var, tf.convert_to_tensor(grad, var.dtype), slots, lr, step)
+
+    def _update(self, var, grad, slots, lr, step):
+        raise NotImplementedError
+
+    # -- state (torch slot names) ----------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``step`` and every slot as ``<param name>.<slot>``, numpy."""
+        out = {"step": np.asarray(self.iterations.numpy())}
+        for name, slots in zip(self.names, self.slots):
+            out.update({f"{name}.{s}": v.numpy() for s, v in slots.items()})
+        return out
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        self.iterations.assign(int(np.asarray(state["step"])))
+        for name, slots in zip(self.names, self.slots):
+            for s, v in slots.items():
+                v.assign(np.asarray(state[f"{name}.{s}"], dtype=v.dtype.as_numpy_dtype))
+
+
+def _bias_correction(beta: float, step) -> tf.Tensor:
+    # 1 - beta^t in float64, as torch computes it in Python floats.
+    return 1.0 - tf.math.pow(tf.constant(beta, tf.float64), tf.cast(step, tf.float64))
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam (L2 weight decay added to the gradient) and, with
+    ``decoupled=True``, torch.optim.AdamW (``p -= lr * wd * p`` before the update)."""
+
+    slot_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, settings, variables, decoupled: bool = False):
+        self.decoupled = decoupled
+        super().__init__(settings, variables)
+
+    def _update(self, var, grad, slots, lr, step):
+        beta1, beta2 = self.settings.betas
+        wd, eps = self.settings.weight_decay, self.settings.eps
+        if wd and self.decoupled:
+            var.assign(var * (1 - lr * wd))
+        elif wd:
+            grad = grad + wd * var
+        m, v = slots["exp_avg"], slots["exp_avg_sq"]
+        m.assign(beta1 * m + (1 - beta1) * grad)
+        v.assign(beta2 * v + (1 - beta2) * tf.math.square(grad))
+        bc1 = tf.cast(_bias_correction(beta1, step), var.dtype)
+        bc2 = tf.cast(tf.math.sqrt(_bias_correction(beta2, step)), var.dtype)
+        # torch: denom = sqrt(v) / sqrt(1 - beta2^t) + eps  (eps outside the square root,
+        # after the bias correction); step = lr / (1 - beta1^t).
+        var.assign_sub((lr / bc1) * m / (tf.math.sqrt(v) / bc2 + eps))
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop (alpha 0.99, not centered): eps added outside the square root;
+    with momentum, a buffer of ``g / (sqrt(square_avg) + eps)``."""
+
+    def _slots_for(self):
+        return ("square_avg", "momentum_buffer") if self.settings.momentum else ("square_avg",)
+
+    def _update(self, var, grad, slots, lr, step):
+        wd, eps, momentum = self.settings.weight_decay, self.settings.eps, self.settings.momentum
+        if wd:
+            grad = grad + wd * var
+        sq = slots["square_avg"]
+        sq.assign(RMSPROP_ALPHA * sq + (1 - RMSPROP_ALPHA) * tf.math.square(grad))
+        scaled = grad / (tf.math.sqrt(sq) + eps)
+        if momentum:
+            buf = slots["momentum_buffer"]
+            buf.assign(momentum * buf + scaled)
+            var.assign_sub(lr * buf)
+        else:
+            var.assign_sub(lr * scaled)
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD with dampening 0, no Nesterov. torch starts the momentum buffer
+    at the first gradient; starting from zeros, ``momentum * 0 + g`` is the same."""
+
+    def _slots_for(self):
+        return ("momentum_buffer",) if self.settings.momentum else ()
+
+    def _update(self, var, grad, slots, lr, step):
+        wd, momentum = self.settings.weight_decay, self.settings.momentum
+        if wd:
+            grad = grad + wd * var
+        if momentum:
+            buf = slots["momentum_buffer"]
+            buf.assign(momentum * buf + grad)
+            grad = buf
+        var.assign_sub(lr * grad)
+
+
+def make_optimizer(settings: OptimizerSettings, variables: Mapping[str, tf.Variable]) -> Optimizer:
+    """The optimizer for ``settings`` over ``variables`` (canonical name -> variable)."""
+    if settings.name == "adam":
+        return Adam(settings, variables)
+    if settings.name == "adamw":
+        return Adam(settings, variables, decoupled=True)
+    if settings.name == "rmsprop":
+        return RMSprop(settings, variables)
+    if settings.name == "sgd":
+        return SGD(settings, variables)
+    raise ValueError(f"unknown optimizer {settings.name!r}; known: adam, adamw, rmsprop, sgd")
