@@ -66,7 +66,7 @@ def build_net(spec: NetSpec) -> nn.Sequential:
     return nn.Sequential(*(_build_layer(layer, shapes[i]) for i, layer in enumerate(spec.layers)))
 
 
-def _transposed(spec: NetSpec) -> set[str]:
+def transposed_names(spec: NetSpec) -> set[str]:
     """Canonical names whose torch layout is the transpose of the canonical one."""
     return {f"{i}.weight" for i, layer in enumerate(spec.layers) if layer.kind == "dense"}
 
@@ -79,7 +79,7 @@ def canonical_shapes(spec: NetSpec) -> dict[str, tuple[int, ...]]:
 def export_weights(module: nn.Module, spec: NetSpec) -> dict[str, np.ndarray]:
     """The module's parameters and buffers in the canonical layout (float32 copies)."""
     state = module.state_dict()
-    flip = _transposed(spec)
+    flip = transposed_names(spec)
     out = {}
     for name in canonical_shapes(spec):
         t = state[name].detach()
@@ -122,7 +122,7 @@ def load_weights(module: nn.Module, spec: NetSpec, weights: Mapping[str, np.ndar
     if they do not match)."""
     check_weights(spec, weights, prefix)
     state = module.state_dict()  # tensors share storage with the module's
-    flip = _transposed(spec)
+    flip = transposed_names(spec)
     for name in canonical_shapes(spec):
         target = state[name]
         value = torch.as_tensor(np.asarray(weights[name]), dtype=target.dtype)

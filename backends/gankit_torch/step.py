@@ -15,11 +15,17 @@ import gankit
 from gankit import CheckpointError, ConfigError, DataError, StepResult, TrainSetup
 
 from gankit_torch.device import make_generator, resolve_device
-from gankit_torch.nn import build_net, check_weights, export_weights, load_weights
+from gankit_torch.nn import build_net, check_weights, export_weights, load_weights, transposed_names
 from gankit_torch.ops import TorchOps, draw
-from gankit_torch.optim import build_optimizer
+from gankit_torch.optim import (
+    build_optimizer,
+    check_optimizer_state,
+    export_optimizer_state,
+    load_optimizer_state,
+)
 
 ROLES = ("generator", "discriminator")
+_OPT_PREFIX = {"generator": "g_optimizer.", "discriminator": "d_optimizer."}
 
 
 class _Compiled:
@@ -105,6 +111,9 @@ class TorchTrainer:
             "generator": build_optimizer(self.nets["generator"].parameters(), setup.g_optimizer),
             "discriminator": build_optimizer(self.nets["discriminator"].parameters(), setup.d_optimizer),
         }
+        self.optimizer_steps = {role: 0 for role in ROLES}
+        for role, opt in self.optimizers.items():
+            opt.register_step_post_hook(self._counter(role))
         # Training noise (latents, and the penalties' random draws through ops) comes from
         # one seeded stream; sample(seed=None) uses a second stream so that drawing
         # pictures never changes the course of training.
@@ -306,6 +315,37 @@ class TorchTrainer:
             check_weights(self.specs[role], parts[role], prefix=f"{role}.")
         for role in ROLES:
             load_weights(self.nets[role], self.specs[role], parts[role], prefix=f"{role}.")
+
+    def _counter(self, role):
+        def hook(optimizer, args, kwargs):
+            self.optimizer_steps[role] += 1
+        return hook
+
+    def _settings(self, role):
+        return self.setup.g_optimizer if role == "generator" else self.setup.d_optimizer
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """Both optimizers' step counts and slots (torch slot names, canonical layout),
+        prefixed ``g_optimizer.`` / ``d_optimizer.``; for resuming, not part of the weights."""
+        out = {}
+        for role in ROLES:
+            state = export_optimizer_state(
+                self.optimizers[role], self._settings(role), dict(self.nets[role].named_parameters()),
+                transposed_names(self.specs[role]), self.optimizer_steps[role])
+            out.update({_OPT_PREFIX[role] + k: v for k, v in state.items()})
+        return out
+
+    def load_optimizer_state(self, state) -> None:
+        """Load what :meth:`optimizer_state` (of either backend) wrote."""
+        args = {}
+        for role in ROLES:
+            prefix = _OPT_PREFIX[role]
+            part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            args[role] = (self._settings(role), dict(self.nets[role].named_parameters()),
+                          transposed_names(self.specs[role]), part, prefix)
+            check_optimizer_state(*args[role])  # both checked before either is touched
+        for role in ROLES:
+            self.optimizer_steps[role] = load_optimizer_state(self.optimizers[role], *args[role])
 
     def parameters_of(self, role: str) -> dict[str, np.ndarray]:
         """Trainable parameters of one net (canonical names, unprefixed, numpy copies)."""
