@@ -69,10 +69,15 @@ def _require_real(name: str, ops: gankit.Ops, fake_logits, real_logits, pairwise
             f"the {name} generator loss compares fake with real logits: pass real_logits "
             "(its meta declares generator_needs_real=True)"
         )
-    if pairwise and ops.shape(real_logits) != ops.shape(fake_logits):
+    if not pairwise:
+        return
+    real_shape, fake_shape = ops.shape(real_logits), ops.shape(fake_logits)
+    # Sizes unknown while a graph is traced are not ints: leave those to the framework.
+    known = all(isinstance(d, int) for d in real_shape + fake_shape)
+    if known and real_shape != fake_shape:
         raise ValueError(
             f"the {name} loss pairs real and fake logits one to one, but their shapes differ: "
-            f"{ops.shape(real_logits)} vs {ops.shape(fake_logits)}; use equal batch sizes"
+            f"{real_shape} vs {fake_shape}; use equal batch sizes"
         )
 
 

@@ -452,3 +452,22 @@ def test_plugins_import_no_framework():
     code = ("import sys, gankit_plugins.losses, gankit_plugins.regularizers; "
             "bad = {'torch', 'tensorflow'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("name", list(L.LOSSES))
+def test_loss_traces_in_tf_function_with_unknown_batch(name):
+    """Inside tf.function the batch size may be unknown: the loss must not need it."""
+    tf = pytest.importorskip("tensorflow")
+    ops, loss = _tf_ops(), make_loss(name)
+    spec = tf.TensorSpec([None], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def both(r, f):
+        return loss.discriminator(ops, r, f), loss.generator(ops, f, r)
+
+    real, fake = LOGITS["small"]
+    d, g = both(tf.constant(real), tf.constant(fake))
+    want_d, want_g = REFERENCES[name](real, fake)
+    assert float(d) == pytest.approx(want_d, rel=2e-6)
+    assert float(g) == pytest.approx(want_g, rel=2e-6)

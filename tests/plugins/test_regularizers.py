@@ -356,3 +356,25 @@ def test_every_registered_params_field_is_described(module):
 
 def test_builtin_regularizers_are_found_through_entry_points():
     assert set(R.REGULARIZERS) <= set(gankit.get_registry().names("regularizer"))
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("name, params, w3, want", LINEAR_CASES,
+                         ids=[f"{c[0]}-{c[1]}-|w|={np.linalg.norm(c[2]):g}" for c in LINEAR_CASES])
+def test_penalty_traces_in_tf_function_with_unknown_batch(name, params, w3, want):
+    """Inside tf.function (batch size unknown) the penalty and its weight gradient still work."""
+    tf = pytest.importorskip("tensorflow")
+    ops, reg = _tf_ops(), make_reg(name, **params)
+    w = tf.Variable(np.asarray(w3, dtype=np.float32))
+    spec = tf.TensorSpec([None, 3], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def penalty_and_grad(r, f):
+        with tf.GradientTape() as tape:
+            p = reg(ops, linear(ops, w), r, f)
+        return p, tape.gradient(p, w)
+
+    real, fake = BATCHES["flat"]
+    p, grad = penalty_and_grad(tf.constant(real, tf.float32), tf.constant(fake, tf.float32))
+    assert float(p) == pytest.approx(want, rel=1e-5, abs=1e-5)
+    np.testing.assert_allclose(grad.numpy(), analytic_linear_grad(name, params, np.asarray(w3)), rtol=1e-4, atol=1e-4)
