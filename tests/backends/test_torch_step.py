@@ -1,5 +1,6 @@
 """TorchTrainer: which parameters each update changes, seeding, n_critic, penalties, weights."""
 
+import os
 import re
 import warnings
 
@@ -285,4 +286,16 @@ def test_compiled_step_matches_eager():
     eager = make()
     re_ = [eager.train_step(REAL[:1]) for _ in range(2)]
     for a, b in zip(rc, re_):
+        assert a.d_loss == pytest.approx(b.d_loss, rel=1e-5) and a.g_loss == pytest.approx(b.g_loss, rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("GANKIT_TEST_INDUCTOR"),
+                    reason="inductor compiles for about a minute on CPU; set GANKIT_TEST_INDUCTOR=1 to run")
+def test_inductor_compiled_step_matches_eager():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no silent fallback to eager
+        compiled = [make(compile=True).train_step(REAL[:1]) for _ in range(1)]
+    eager = [make().train_step(REAL[:1])]
+    for a, b in zip(compiled, eager):
         assert a.d_loss == pytest.approx(b.d_loss, rel=1e-5) and a.g_loss == pytest.approx(b.g_loss, rel=1e-5)
