@@ -141,6 +141,11 @@ class Ops:
         )
 
 
+def _axis(axis):
+    """numpy takes an int or a tuple of axes, not a list."""
+    return tuple(axis) if isinstance(axis, (list, tuple)) else axis
+
+
 class NumpyOps(Ops):
     """Forward-only reference implementation on numpy."""
 
@@ -200,10 +205,10 @@ class NumpyOps(Ops):
         return x
 
     def mean(self, x, axis=None):
-        return np.mean(x, axis=axis)
+        return np.mean(x, axis=_axis(axis))
 
     def sum(self, x, axis=None):
-        return np.sum(x, axis=axis)
+        return np.sum(x, axis=_axis(axis))
 
     def std(self, x):
         return np.std(x)

@@ -93,7 +93,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None) -> Experim
     return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec)
 
 
-def _run_directory(cfg: ExperimentConfig, backend: str) -> Path:
+def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True) -> Path:
     parent = Path(cfg.output.dir)
     if cfg.output.name:
         path = parent / cfg.output.name
@@ -107,7 +107,8 @@ def _run_directory(cfg: ExperimentConfig, backend: str) -> Path:
         while path.exists():
             i += 1
             path = parent / f"{cfg.name}-{backend}-{stamp}-{i}"
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -153,6 +154,7 @@ def train(
     """Train a GAN. ``config`` is a path, dict, :class:`ExperimentConfig` or ``None``
     (the ``preset``, by default ``ring8``). Returns the finished :class:`Run`."""
     cfg = load_config(config, preset=preset, overrides=overrides, registry=registry)
+    _run_directory(cfg, cfg.backend, create=False)  # refuse a taken directory before any work
     exp = build(cfg, registry)
     t = cfg.training
     directory = _run_directory(cfg, exp.backend.name)
