@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-from gankit.errors import CheckpointError  # noqa: E402
+from gankit.errors import CheckpointError, ConfigError, DataError  # noqa: E402
+from gankit.init import initial_weights  # noqa: E402
 from gankit.protocol import StepResult, TrainSetup  # noqa: E402
 
 from gankit_tensorflow.device import resolve_device  # noqa: E402
@@ -39,26 +41,17 @@ class TensorFlowTrainer:
         self.setup = setup
         self.device = resolve_device(setup.device)
         self.step_count = 0
+        _check_setup(setup)
         self.n_critic = int(setup.n_critic)
-        if self.n_critic < 1:
-            raise ValueError(f"n_critic must be at least 1, got {setup.n_critic}")
         self.latent_dim = int(setup.latent_dim)
-        if tuple(setup.generator.input_shape) != (self.latent_dim,):
-            raise ValueError(
-                f"generator input shape {tuple(setup.generator.input_shape)} does not match latent dim {self.latent_dim}"
-            )
-        if math.prod(setup.discriminator.output_shape) != 1:
-            raise ValueError(
-                f"the discriminator must output one logit per sample, its output shape is {setup.discriminator.output_shape}"
-            )
         self.sample_shape = tuple(setup.discriminator.input_shape)
         self.loss = setup.loss
         self.regularizers = dict(setup.regularizers)
         self.needs_real = bool(getattr(self.loss.meta, "generator_needs_real", False))
         tf.random.set_seed(setup.seed)
         with tf.device(self.device):
-            self.G = TensorFlowNet(setup.generator, seed=setup.seed)
-            self.D = TensorFlowNet(setup.discriminator, seed=setup.seed + 1)
+            self.G = TensorFlowNet(setup.generator)
+            self.D = TensorFlowNet(setup.discriminator)
             # Three independent streams from one seed: training latents, the ops'
             # draws (penalties), and sample() without a seed, so sampling for a
             # preview never changes the training trajectory.
@@ -67,8 +60,11 @@ class TensorFlowTrainer:
             self.ops = TensorFlowOps(seed=setup.seed, generator=ops_gen)
             self.g_opt = make_optimizer(setup.g_optimizer, self.G.params)
             self.d_opt = make_optimizer(setup.d_optimizer, self.D.params)
-        if setup.initial_weights:
-            self.load_state_dict(setup.initial_weights)
+        # Without given weights, gankit's neutral default init: the torch backend
+        # starts from the very same networks.
+        self.load_state_dict(
+            setup.initial_weights or initial_weights(setup.generator, setup.discriminator, "default", setup.seed)
+        )
         self._compile(jit=bool(setup.compile))
 
     # -- building blocks (traced inside tf.function) ----------------------------------
@@ -121,41 +117,51 @@ class TensorFlowTrainer:
         batches = tf.TensorSpec([self.n_critic, None, *self.sample_shape], tf.float32)
         count = tf.TensorSpec([], tf.int32)
         latent = tf.TensorSpec([None, self.latent_dim], tf.float32)
-        fn = lambda f, *sig: tf.function(f, input_signature=sig, jit_compile=jit or None)  # noqa: E731
+        fn = lambda f, *sig: tf.function(f, input_signature=sig, jit_compile=jit or None, autograph=False)  # noqa: E731
         self._train_fn = fn(self._train_step, batches)
         self._d_fn = fn(lambda real: tf.stack([self._d_update(real)[0]]), sample)
         if self.needs_real:
             self._g_fn = fn(lambda n, real: self._g_update(n, real), count, sample)
         else:
             self._g_fn = fn(lambda n: self._g_update(n), count)
-        self._generate_fn = tf.function(lambda z: self.G(z, training=False), input_signature=[latent])
-        self._discriminate_fn = tf.function(lambda x: self._d_logits(x, training=False), input_signature=[sample])
+        self._generate_fn = tf.function(lambda z: self.G(z, training=False), input_signature=[latent], autograph=False)
+        self._discriminate_fn = tf.function(lambda x: self._d_logits(x, training=False), input_signature=[sample], autograph=False)
 
     def _to_tensor(self, x) -> tf.Tensor:
         return tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
+
+    def _real(self, x) -> tf.Tensor:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim < 2 or x.shape[1:] != self.sample_shape:
+            raise DataError(
+                f"a real batch has shape {x.shape} but the discriminator expects "
+                f"(batch, {', '.join(map(str, self.sample_shape))})"
+            )
+        return tf.convert_to_tensor(x)
 
     # -- the Trainer protocol ---------------------------------------------------------
     def train_step(self, real_batches: np.ndarray) -> StepResult:
         """``n_critic`` discriminator updates (one per leading slice), then one generator update."""
         real_batches = np.asarray(real_batches, dtype=np.float32)
-        expected = (self.n_critic, *self.sample_shape)
-        if real_batches.ndim != len(expected) + 1 or (real_batches.shape[0], *real_batches.shape[2:]) != expected:
-            raise ValueError(
-                f"train_step takes real batches of shape (n_critic={self.n_critic}, batch, "
+        if self.n_critic == 1 and real_batches.shape[1:] == self.sample_shape:
+            real_batches = real_batches[None]  # a single batch for n_critic = 1
+        if real_batches.ndim < 3 or real_batches.shape[0] != self.n_critic or real_batches.shape[2:] != self.sample_shape:
+            raise DataError(
+                f"train_step expects real batches of shape (n_critic={self.n_critic}, batch, "
                 f"{', '.join(map(str, self.sample_shape))}), got {real_batches.shape}"
             )
         with tf.device(self.device):
             values = self._train_fn(self._to_tensor(real_batches)).numpy().tolist()
         self.step_count += 1
         d_loss, g_loss, real_logit, fake_logit, *penalties = values
-        extras = {f"penalty_{name}": v for name, v in zip(self.regularizers, penalties)}
+        extras = {_extra_name(name): v for name, v in zip(self.regularizers, penalties)}
         extras.update(real_logit=real_logit, fake_logit=fake_logit)
         return StepResult(step=self.step_count, d_loss=d_loss, g_loss=g_loss, extras=extras)
 
     def discriminator_step(self, real: np.ndarray) -> float:
         """One discriminator update on ``real``; returns its loss (penalties excluded)."""
         with tf.device(self.device):
-            return float(self._d_fn(self._to_tensor(real)).numpy()[0])
+            return float(self._d_fn(self._real(real)).numpy()[0])
 
     def generator_step(self, batch_size: int, real: np.ndarray | None = None) -> float:
         """One generator update on ``batch_size`` latents; ``real`` is required when the
@@ -164,8 +170,10 @@ class TensorFlowTrainer:
         with tf.device(self.device):
             if self.needs_real:
                 if real is None:
-                    raise ValueError("this loss reads real logits in the generator update: pass real=")
-                return float(self._g_fn(n, self._to_tensor(real)).numpy())
+                    raise ValueError(
+                        f"{type(self.loss).__name__} reads the real logits in the generator loss; pass real= to generator_step"
+                    )
+                return float(self._g_fn(n, self._real(real)).numpy())
             return float(self._g_fn(n).numpy())
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
@@ -176,12 +184,17 @@ class TensorFlowTrainer:
             return self._generate_fn(z).numpy()
 
     def generate(self, z: np.ndarray) -> np.ndarray:
+        """Generator outputs for latents ``z`` of shape (n, latent_dim), eval mode."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise DataError(f"latents have shape {z.shape}; expected (n, {self.latent_dim})")
         with tf.device(self.device):
-            return self._generate_fn(self._to_tensor(z)).numpy()
+            return self._generate_fn(tf.convert_to_tensor(z)).numpy()
 
     def discriminate(self, x: np.ndarray) -> np.ndarray:
+        """Discriminator logits, shape (n,), eval mode."""
         with tf.device(self.device):
-            return self._discriminate_fn(self._to_tensor(x)).numpy()
+            return self._discriminate_fn(self._real(x)).numpy()
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameters and buffers of both nets, canonical and prefixed, float32 numpy."""
@@ -196,8 +209,8 @@ class TensorFlowTrainer:
         stray = [k for k in state if not k.startswith(PREFIXES)]
         if stray:
             raise CheckpointError(
-                f"weights {', '.join(repr(k) for k in stray)} belong to neither the generator nor the discriminator",
-                hint="canonical names start with 'generator.' or 'discriminator.'",
+                f"weights have unexpected parameter {stray[0]!r}",
+                hint="names start with 'generator.' or 'discriminator.'",
             )
         parts = {p: {k[len(p):]: v for k, v in state.items() if k.startswith(p)} for p in PREFIXES}
         # Check both nets before touching either, so a bad checkpoint changes nothing.
@@ -206,6 +219,15 @@ class TensorFlowTrainer:
             check_weights(net, parts[prefix], prefix)
         for net, prefix in nets:
             load_weights(net, parts[prefix], prefix)
+
+    def parameters_of(self, role: str) -> dict[str, np.ndarray]:
+        """Trainable parameters of ``"generator"`` or ``"discriminator"`` (canonical
+        names, unprefixed, numpy copies)."""
+        net = {"generator": self.G, "discriminator": self.D}[role]
+        return {k: np.array(v.numpy()) for k, v in net.params.items()}
+
+    def __repr__(self) -> str:
+        return f"TensorFlowTrainer(device={self.device!r}, step={self.step_count}, compile={self.setup.compile})"
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """Both optimizers' step counters and slots (torch slot names), prefixed
@@ -219,3 +241,28 @@ class TensorFlowTrainer:
         for opt, prefix in ((self.g_opt, "g_optimizer."), (self.d_opt, "d_optimizer.")):
             opt.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
+
+
+def _extra_name(name: str) -> str:
+    return "penalty_" + re.sub(r"\W", "_", name)
+
+
+def _check_setup(setup: TrainSetup) -> None:
+    g, d = setup.generator, setup.discriminator
+    if tuple(g.input_shape) != (setup.latent_dim,):
+        raise ConfigError(
+            f"the generator takes input shape {tuple(g.input_shape)} but latent_dim is {setup.latent_dim}",
+            hint="build the generator with input_shape=(latent_dim,)",
+        )
+    if tuple(g.output_shape) != tuple(d.input_shape):
+        raise ConfigError(
+            f"the generator outputs shape {tuple(g.output_shape)} but the discriminator takes {tuple(d.input_shape)}",
+            hint="both must match the data's sample shape",
+        )
+    if math.prod(d.output_shape) != 1:
+        raise ConfigError(
+            f"the discriminator must output one logit per sample, got shape {tuple(d.output_shape)}",
+            hint="end it with a dense layer of 1 unit",
+        )
+    if setup.n_critic < 1:
+        raise ConfigError(f"n_critic must be at least 1, got {setup.n_critic}")
