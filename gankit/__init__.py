@@ -8,7 +8,7 @@ from gankit.config import (
     PluginChoice,
     load_config,
 )
-from gankit.data import ArrayDataset, Dataset, SamplerDataset, gaussian_mixture
+from gankit.data import ArrayDataset, Dataset, SamplerDataset, StreamingDataset, gaussian_mixture
 from gankit.errors import (
     BackendUnavailable,
     CheckpointError,

