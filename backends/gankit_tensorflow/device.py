@@ -56,3 +56,10 @@ def resolve_device(device: str = "auto") -> str:
         reason = f"TensorFlow sees {len(gpus)} GPU{'' if len(gpus) == 1 else 's'}"
     warnings.warn(f"device {device!r} was requested but {reason}; falling back to cpu", RuntimeWarning, stacklevel=2)
     return "/CPU:0"
+
+
+def device_name(tf_device: str) -> str:
+    """The neutral name of a resolved device, as the torch backend reports it:
+    ``"/CPU:0"`` -> ``"cpu"``, ``"/GPU:1"`` -> ``"cuda:1"``."""
+    kind, _, index = tf_device.strip("/").partition(":")
+    return "cpu" if kind.upper() == "CPU" else f"cuda:{index or 0}"

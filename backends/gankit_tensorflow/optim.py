@@ -20,6 +20,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
+from gankit.errors import CheckpointError  # noqa: E402
 from gankit.protocol import OptimizerSettings  # noqa: E402
 
 #: torch.optim.RMSprop's default smoothing constant (OptimizerSettings has no field for it).
@@ -59,12 +60,31 @@ class Optimizer:
     # -- state (torch slot names) ----------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """``step`` and every slot as ``<param name>.<slot>``, numpy."""
-        out = {"step": np.asarray(self.iterations.numpy())}
+        out = {"step": np.asarray(self.iterations.numpy(), dtype=np.int64)}
         for name, slots in zip(self.names, self.slots):
-            out.update({f"{name}.{s}": v.numpy() for s, v in slots.items()})
+            out.update({f"{name}.{s}": np.asarray(v.numpy(), dtype=np.float32) for s, v in slots.items()})
         return out
 
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+    def check_state_dict(self, state: Mapping[str, np.ndarray], label: str = "") -> None:
+        """Raise :class:`gankit.CheckpointError` unless ``state`` has the step and every
+        slot in its shape (``label`` prefixes names in the message)."""
+        wanted = {"step": ()} | {
+            f"{name}.{s}": tuple(v.shape.as_list()) for name, slots in zip(self.names, self.slots) for s, v in slots.items()
+        }
+        for key, shape in wanted.items():
+            if key not in state:
+                raise CheckpointError(
+                    f"optimizer state is missing {label}{key}",
+                    hint=f"it was saved with a different optimizer than {self.settings.name}",
+                )
+            if tuple(np.shape(state[key])) != shape:
+                raise CheckpointError(
+                    f"optimizer state {label}{key} has shape {tuple(np.shape(state[key]))} but the model expects {shape}"
+                )
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], label: str = "") -> None:
+        """Load what :meth:`state_dict` (or the torch backend's export) wrote, checked first."""
+        self.check_state_dict(state, label)
         self.iterations.assign(int(np.asarray(state["step"])))
         for name, slots in zip(self.names, self.slots):
             for s, v in slots.items():

@@ -2,7 +2,11 @@
 
 ``train_step`` is traced once (fixed input signature; only the batch size is left
 dynamic): ``n_critic`` discriminator updates unrolled, then one generator update, and
-every reported scalar comes back to the host in a single transfer.
+every reported scalar comes back to the host in a single transfer. Steps are traced
+with ``autograph=False`` (tracing is several times faster): losses and regularizers
+written against :class:`gankit.Ops` need no tensor-dependent Python control flow.
+``setup.compile`` turns on XLA (``jit_compile=True``); its random draws differ from
+the uncompiled step's, so a seed repeats exactly within one setting.
 
 Every network call inside a training update runs in training mode, as a torch module
 in ``train()`` does: batch-norm running statistics update on each call (real, fake,
@@ -24,7 +28,7 @@ from gankit.errors import CheckpointError, ConfigError, DataError  # noqa: E402
 from gankit.init import initial_weights  # noqa: E402
 from gankit.protocol import StepResult, TrainSetup  # noqa: E402
 
-from gankit_tensorflow.device import resolve_device  # noqa: E402
+from gankit_tensorflow.device import device_name, resolve_device  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, check_weights, export_weights, load_weights  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
 from gankit_tensorflow.optim import make_optimizer  # noqa: E402
@@ -38,18 +42,24 @@ class TensorFlowTrainer:
     backend = "tensorflow"
 
     def __init__(self, setup: TrainSetup):
-        self.setup = setup
-        self.device = resolve_device(setup.device)
-        self.step_count = 0
         _check_setup(setup)
+        self.setup = setup
+        #: TensorFlow's device string ("/CPU:0", "/GPU:0"); ``device`` is the neutral
+        #: name ("cpu", "cuda:0") that runs and summaries report, as on torch.
+        self.tf_device = resolve_device(setup.device)
+        self.device = device_name(self.tf_device)
+        self.step_count = 0
         self.n_critic = int(setup.n_critic)
         self.latent_dim = int(setup.latent_dim)
         self.sample_shape = tuple(setup.discriminator.input_shape)
         self.loss = setup.loss
         self.regularizers = dict(setup.regularizers)
         self.needs_real = bool(getattr(self.loss.meta, "generator_needs_real", False))
+        self._has_batch_norm = any(
+            layer.kind == "batch_norm" for spec in (setup.generator, setup.discriminator) for layer in spec.layers
+        )
         tf.random.set_seed(setup.seed)
-        with tf.device(self.device):
+        with tf.device(self.tf_device):
             self.G = TensorFlowNet(setup.generator)
             self.D = TensorFlowNet(setup.discriminator)
             # Three independent streams from one seed: training latents, the ops'
@@ -130,6 +140,15 @@ class TensorFlowTrainer:
     def _to_tensor(self, x) -> tf.Tensor:
         return tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
 
+    def _check_batch(self, n: int) -> None:
+        # Inside the traced step the batch size is dynamic, so batch norm cannot refuse a
+        # single sample there (its unbiased variance would be inf); refuse it here, as torch does.
+        if self._has_batch_norm and n < 2:
+            raise DataError(
+                f"a training batch of {n} sample{'' if n == 1 else 's'} cannot be batch-normalised",
+                hint="use batches of at least 2 samples",
+            )
+
     def _real(self, x) -> tf.Tensor:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim < 2 or x.shape[1:] != self.sample_shape:
@@ -150,7 +169,8 @@ class TensorFlowTrainer:
                 f"train_step expects real batches of shape (n_critic={self.n_critic}, batch, "
                 f"{', '.join(map(str, self.sample_shape))}), got {real_batches.shape}"
             )
-        with tf.device(self.device):
+        self._check_batch(real_batches.shape[1])
+        with tf.device(self.tf_device):
             values = self._train_fn(self._to_tensor(real_batches)).numpy().tolist()
         self.step_count += 1
         d_loss, g_loss, real_logit, fake_logit, *penalties = values
@@ -160,14 +180,17 @@ class TensorFlowTrainer:
 
     def discriminator_step(self, real: np.ndarray) -> float:
         """One discriminator update on ``real``; returns its loss (penalties excluded)."""
-        with tf.device(self.device):
-            return float(self._d_fn(self._real(real)).numpy()[0])
+        real = self._real(real)
+        self._check_batch(int(real.shape[0]))
+        with tf.device(self.tf_device):
+            return float(self._d_fn(real).numpy()[0])
 
     def generator_step(self, batch_size: int, real: np.ndarray | None = None) -> float:
         """One generator update on ``batch_size`` latents; ``real`` is required when the
         loss reads real logits. Does not advance ``step_count`` (``train_step`` does)."""
+        self._check_batch(int(batch_size))
         n = tf.constant(int(batch_size), tf.int32)
-        with tf.device(self.device):
+        with tf.device(self.tf_device):
             if self.needs_real:
                 if real is None:
                     raise ValueError(
@@ -178,7 +201,7 @@ class TensorFlowTrainer:
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """``n`` generator samples in eval mode; a given ``seed`` repeats exactly."""
-        with tf.device(self.device):
+        with tf.device(self.tf_device):
             gen = tf.random.Generator.from_seed(seed) if seed is not None else self._sample_noise
             z = self._latent(int(n), gen)
             return self._generate_fn(z).numpy()
@@ -188,12 +211,12 @@ class TensorFlowTrainer:
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise DataError(f"latents have shape {z.shape}; expected (n, {self.latent_dim})")
-        with tf.device(self.device):
+        with tf.device(self.tf_device):
             return self._generate_fn(tf.convert_to_tensor(z)).numpy()
 
     def discriminate(self, x: np.ndarray) -> np.ndarray:
         """Discriminator logits, shape (n,), eval mode."""
-        with tf.device(self.device):
+        with tf.device(self.tf_device):
             return self._discriminate_fn(self._real(x)).numpy()
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -238,9 +261,16 @@ class TensorFlowTrainer:
         }
 
     def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
-        for opt, prefix in ((self.g_opt, "g_optimizer."), (self.d_opt, "d_optimizer.")):
-            opt.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-
+        """Load what :meth:`optimizer_state` (of either backend) wrote; both optimizers
+        are checked before either changes."""
+        parts = [
+            (opt, prefix, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            for opt, prefix in ((self.g_opt, "g_optimizer."), (self.d_opt, "d_optimizer."))
+        ]
+        for opt, prefix, part in parts:
+            opt.check_state_dict(part, prefix)
+        for opt, prefix, part in parts:
+            opt.load_state_dict(part, prefix)
 
 
 def _extra_name(name: str) -> str:

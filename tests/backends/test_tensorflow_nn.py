@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 import gankit  # noqa: E402
 from gankit import Activation, BatchNorm, CheckpointError, Dense, Flatten, LayerNorm, NetSpec, Reshape  # noqa: E402
 from gankit.init import net_weights  # noqa: E402
-from gankit_tensorflow.device import resolve_device  # noqa: E402
+from gankit_tensorflow.device import device_name, resolve_device  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, export_weights, load_weights  # noqa: E402
 
 
@@ -194,6 +194,10 @@ def test_device_resolution_and_fallback_warning():
         assert resolve_device("gpu:0") == resolve_device("cuda") == "/GPU:0"
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_neutral_device_names_match_the_torch_backend():
+    assert [device_name(d) for d in ("/CPU:0", "/GPU:0", "/GPU:2")] == ["cpu", "cuda:0", "cuda:2"]
 
 
 # -- plugin ----------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def trainer():
 
 def test_is_a_trainer_with_resolved_device(trainer):
     assert isinstance(trainer, gankit.Trainer)
-    assert trainer.backend == "tensorflow" and trainer.device == "/CPU:0"
+    assert trainer.backend == "tensorflow" and trainer.device == "cpu" and trainer.tf_device == "/CPU:0"
 
 
 def test_train_step_reports_a_step_result_and_traces_once(trainer):
@@ -280,7 +280,7 @@ def test_unavailable_device_falls_back_to_cpu_with_a_warning():
     n = len(tf.config.list_physical_devices("GPU"))
     with pytest.warns(RuntimeWarning, match=rf"device 'cuda:{n}' was requested but .*; falling back to cpu"):
         t = build(device=f"cuda:{n}", regularizers={})
-    assert t.device == "/CPU:0"
+    assert t.device == "cpu" and t.tf_device == "/CPU:0"
 
 
 def test_inconsistent_setup_and_batches_are_clear_errors(trainer):
@@ -290,6 +290,10 @@ def test_inconsistent_setup_and_batches_are_clear_errors(trainer):
         trainer.train_step(real_batches(2))
     with pytest.raises(DataError, match="the discriminator expects"):
         trainer.discriminator_step(np.zeros((4, 3), np.float32))
+    with pytest.raises(DataError, match="batch of 1 sample cannot be batch-normalised"):
+        trainer.train_step(real_batches(1, batch=1))
+    with pytest.raises(DataError, match="batch of 1 sample cannot be batch-normalised"):
+        trainer.generator_step(1)
     with pytest.raises(DataError, match="latents have shape"):
         trainer.generate(np.zeros((4, 5), np.float32))
 
@@ -304,10 +308,16 @@ def test_xla_compiled_step_runs_on_cpu():
 def test_optimizer_state_round_trip(trainer):
     state = trainer.optimizer_state()
     assert "d_optimizer.0.weight.exp_avg" in state and "g_optimizer.step" in state
+    assert state["d_optimizer.step"].dtype == np.int64 and state["d_optimizer.0.weight.exp_avg"].shape == (2, 8)
     other = build()
     other.load_optimizer_state(state)
     for k, v in other.optimizer_state().items():
         np.testing.assert_array_equal(v, state[k])
+    bad = {k: v for k, v in state.items() if k != "d_optimizer.3.bias.exp_avg_sq"}
+    before = other.optimizer_state()
+    with pytest.raises(CheckpointError, match="optimizer state is missing d_optimizer.3.bias.exp_avg_sq"):
+        other.load_optimizer_state({**bad, "g_optimizer.step": np.asarray(99)})
+    assert int(other.optimizer_state()["g_optimizer.step"]) == int(before["g_optimizer.step"])  # nothing loaded
 
 
 def test_same_weights_train_like_the_torch_backend():
@@ -330,3 +340,9 @@ def test_same_weights_train_like_the_torch_backend():
         np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
     x = batches[0]
     np.testing.assert_allclose(ours.discriminate(x), theirs.discriminate(x), rtol=1e-4, atol=1e-5)
+    # Optimizer state has one format on both backends, and the same values.
+    a, b = ours.optimizer_state(), theirs.optimizer_state()
+    assert a.keys() == b.keys() and int(a["d_optimizer.step"]) == 3
+    for key in [k for k in a if k.startswith("d_optimizer.")]:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-3, atol=1e-7, err_msg=key)
+    ours.load_optimizer_state(b)
