@@ -9,6 +9,7 @@ import tensorflow as tf  # noqa: E402
 
 from gankit.protocol import TrainSetup  # noqa: E402
 
+from gankit_tensorflow.device import configure_gpus  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
 from gankit_tensorflow.step import TensorFlowTrainer  # noqa: E402
 
@@ -17,6 +18,9 @@ class TensorFlowBackend:
     """The TensorFlow implementation of :class:`gankit.Backend`."""
 
     name = "tensorflow"
+
+    def __init__(self):
+        configure_gpus()  # before anything touches a GPU: memory growth, no TF32
 
     def version(self) -> str:
         return tf.__version__

@@ -9,11 +9,13 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
+from gankit.errors import ConfigError  # noqa: E402
+
 _PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|gpu)(:(\d+))?)$")
 _configured = False
 
 
-def _configure_gpus(gpus) -> None:
+def configure_gpus(gpus=None) -> None:
     """Once per process, before the GPUs are initialised: grow GPU memory on demand
     (so TensorFlow can share a GPU with torch), and turn TensorFloat-32 matmuls off
     so float32 results match torch's defaults and the CPU within float32 tolerance."""
@@ -21,6 +23,9 @@ def _configure_gpus(gpus) -> None:
     if _configured:
         return
     _configured = True
+    gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
+    if not gpus:
+        return
     for gpu in gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -34,17 +39,16 @@ def resolve_device(device: str = "auto") -> str:
 
     ``auto`` picks the first GPU when TensorFlow sees one. A device that is not
     available (including ``mps``, which TensorFlow does not support) falls back to the
-    CPU with a :class:`RuntimeWarning`.
+    CPU with a :class:`RuntimeWarning`; an unknown string is a :class:`gankit.ConfigError`.
     """
     spec = (device or "auto").strip().lower()
     match = _PATTERN.match(spec)
     if match is None:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N, gpu, gpu:N or mps")
+        raise ConfigError(f"unknown device {device!r}", hint="use auto, cpu, cuda, cuda:N, gpu, gpu:N or mps")
     if spec == "cpu":
         return "/CPU:0"
     gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        _configure_gpus(gpus)
+    configure_gpus(gpus)
     if spec == "auto":
         return "/GPU:0" if gpus else "/CPU:0"
     if spec == "mps":

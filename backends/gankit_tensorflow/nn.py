@@ -88,7 +88,9 @@ class TensorFlowNet(tf.Module):
         if not training:
             return (x - running_mean) / tf.math.sqrt(running_var + layer.eps) * weight + bias
         if x.shape[0] == 1:
-            raise ValueError(f"batch_norm layer {i} of {self.spec.name!r} needs more than one sample per batch in training")
+            raise ValueError(
+                f"batch_norm layer {i} of {self.spec.name!r} needs more than one sample per batch in training"
+            )
         mean = tf.math.reduce_mean(x, axis=0)
         # Normalise with the biased batch variance (divide by n), as torch does ...
         var = tf.math.reduce_mean(tf.math.square(x - mean), axis=0)
@@ -136,7 +138,9 @@ def check_weights(net: TensorFlowNet, weights: dict[str, np.ndarray], prefix: st
     for k, shape in expected.items():
         got = tuple(np.shape(weights[k]))
         if got != shape:
-            raise CheckpointError(f"parameter {prefix + k!r} has shape {shape} but the weights hold shape {got}", hint=hint)
+            raise CheckpointError(
+                f"parameter {prefix + k!r} has shape {shape} but the weights hold shape {got}", hint=hint
+            )
 
 
 def load_weights(net: TensorFlowNet, weights: dict[str, np.ndarray], prefix: str = "") -> None:

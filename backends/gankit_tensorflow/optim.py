@@ -69,7 +69,9 @@ class Optimizer:
         """Raise :class:`gankit.CheckpointError` unless ``state`` has the step and every
         slot in its shape (``label`` prefixes names in the message)."""
         wanted = {"step": ()} | {
-            f"{name}.{s}": tuple(v.shape.as_list()) for name, slots in zip(self.names, self.slots) for s, v in slots.items()
+            f"{name}.{s}": tuple(v.shape.as_list())
+            for name, slots in zip(self.names, self.slots)
+            for s, v in slots.items()
         }
         for key, shape in wanted.items():
             if key not in state:
@@ -79,7 +81,8 @@ class Optimizer:
                 )
             if tuple(np.shape(state[key])) != shape:
                 raise CheckpointError(
-                    f"optimizer state {label}{key} has shape {tuple(np.shape(state[key]))} but the model expects {shape}"
+                    f"optimizer state {label}{key} has shape {tuple(np.shape(state[key]))} "
+                    f"but the model expects {shape}"
                 )
 
     def load_state_dict(self, state: Mapping[str, np.ndarray], label: str = "") -> None:

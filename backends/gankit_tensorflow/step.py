@@ -134,8 +134,9 @@ class TensorFlowTrainer:
             self._g_fn = fn(lambda n, real: self._g_update(n, real), count, sample)
         else:
             self._g_fn = fn(lambda n: self._g_update(n), count)
-        self._generate_fn = tf.function(lambda z: self.G(z, training=False), input_signature=[latent], autograph=False)
-        self._discriminate_fn = tf.function(lambda x: self._d_logits(x, training=False), input_signature=[sample], autograph=False)
+        evaluate = lambda f, sig: tf.function(f, input_signature=[sig], autograph=False)  # noqa: E731
+        self._generate_fn = evaluate(lambda z: self.G(z, training=False), latent)
+        self._discriminate_fn = evaluate(lambda x: self._d_logits(x, training=False), sample)
 
     def _to_tensor(self, x) -> tf.Tensor:
         return tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
@@ -164,7 +165,8 @@ class TensorFlowTrainer:
         real_batches = np.asarray(real_batches, dtype=np.float32)
         if self.n_critic == 1 and real_batches.shape[1:] == self.sample_shape:
             real_batches = real_batches[None]  # a single batch for n_critic = 1
-        if real_batches.ndim < 3 or real_batches.shape[0] != self.n_critic or real_batches.shape[2:] != self.sample_shape:
+        shape = real_batches.shape
+        if len(shape) < 3 or shape[0] != self.n_critic or shape[2:] != self.sample_shape:
             raise DataError(
                 f"train_step expects real batches of shape (n_critic={self.n_critic}, batch, "
                 f"{', '.join(map(str, self.sample_shape))}), got {real_batches.shape}"
@@ -194,7 +196,8 @@ class TensorFlowTrainer:
             if self.needs_real:
                 if real is None:
                     raise ValueError(
-                        f"{type(self.loss).__name__} reads the real logits in the generator loss; pass real= to generator_step"
+                        f"{type(self.loss).__name__} reads the real logits in the generator loss; "
+                        "pass real= to generator_step"
                     )
                 return float(self._g_fn(n, self._real(real)).numpy())
             return float(self._g_fn(n).numpy())

@@ -192,7 +192,7 @@ def test_device_resolution_and_fallback_warning():
         assert resolve_device(missing) == "/CPU:0"
     if gpus:
         assert resolve_device("gpu:0") == resolve_device("cuda") == "/GPU:0"
-    with pytest.raises(ValueError, match="unknown device"):
+    with pytest.raises(gankit.ConfigError, match="unknown device 'tpu'"):
         resolve_device("tpu")
 
 
