@@ -20,6 +20,20 @@ from gankit.errors import (
 )
 from gankit.hookspecs import hookimpl
 from gankit.init import initial_weights
+from gankit.metrics import (
+    EvalContext,
+    FeatureExtractor,
+    Metric,
+    MetricMeta,
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_features,
+    inception_score,
+    kernel_distance,
+    kl_to_uniform,
+    mode_statistics,
+    precision_recall,
+)
 from gankit.nets import Activation, BatchNorm, Dense, Flatten, LayerNorm, NetSpec, Reshape
 from gankit.ops import NumpyOps, Ops
 from gankit.plugins import PluginWarning, Registry, get_backend, get_registry
@@ -41,7 +55,9 @@ from gankit.records import (
     ArchitectureRecord,
     BackendRecord,
     DatasetRecord,
+    FeatureExtractorRecord,
     LossRecord,
+    MetricRecord,
     RegularizerRecord,
 )
 

@@ -60,7 +60,7 @@ def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], 
 
 
 @app.command()
-@click.option("--kind", "-k", default=None, help="Only this kind: backend, loss, regularizer, architecture, dataset.")
+@click.option("--kind", "-k", default=None, help="Only this kind: backend, loss, regularizer, architecture, dataset, metric, feature_extractor.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(kind: Optional[str], as_json: bool):
     """List every registered plugin and the distribution providing it."""

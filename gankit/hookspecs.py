@@ -12,7 +12,8 @@ pydantic model its ``params`` are validated against, and a factory. Hooks take n
 arguments; they are called once, when the registry is first used.
 
 Hooks are grouped by what they provide: the backend first, then the pieces of a model
-(losses, regularizers, architectures), then data.
+(losses, regularizers, architectures), then data, then evaluation (metrics and the
+feature extractors they use).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from gankit.records import (
     ArchitectureRecord,
     BackendRecord,
     DatasetRecord,
+    FeatureExtractorRecord,
     LossRecord,
+    MetricRecord,
     RegularizerRecord,
 )
 
@@ -103,10 +106,49 @@ def gankit_register_datasets() -> list[DatasetRecord]:
     """
 
 
+# -- evaluation -----------------------------------------------------------------
+@hookspec
+def gankit_register_metrics() -> list[MetricRecord]:
+    """Return the sample-quality metrics this plugin provides.
+
+    ``factory(params)`` returns a :class:`gankit.metrics.Metric`: it declares its output
+    keys in ``meta`` and computes them from an :class:`gankit.metrics.EvalContext`
+    (generated and real samples, cached features)::
+
+        class Coverage(gankit.Metric):
+            meta = gankit.MetricMeta(keys={"coverage": True})
+
+            def __call__(self, ctx):
+                real, fake = ctx.features("real"), ctx.features("fake")
+                return {"coverage": my_coverage(real, fake)}
+
+        @hookimpl
+        def gankit_register_metrics():
+            return [MetricRecord(name="coverage", factory=Coverage)]
+    """
+
+
+@hookspec
+def gankit_register_feature_extractors() -> list[FeatureExtractorRecord]:
+    """Return the feature extractors (sample -> feature vector, optionally class
+    probabilities) this plugin provides for metrics.
+
+    ``factory(params)`` returns a :class:`gankit.metrics.FeatureExtractor`. A plugin
+    never imports a framework at module level; an extractor that needs one imports it
+    in its factory and names it in ``requires``::
+
+        @hookimpl
+        def gankit_register_feature_extractors():
+            return [FeatureExtractorRecord(name="pixels", factory=Pixels)]
+    """
+
+
 HOOK_KINDS = {
     "gankit_register_backends": "backend",
     "gankit_register_losses": "loss",
     "gankit_register_regularizers": "regularizer",
     "gankit_register_architectures": "architecture",
     "gankit_register_datasets": "dataset",
+    "gankit_register_metrics": "metric",
+    "gankit_register_feature_extractors": "feature_extractor",
 }

@@ -77,7 +77,25 @@ class DatasetRecord(PluginRecord):
     kind: ClassVar[str] = "dataset"
 
 
+@dataclass(frozen=True)
+class MetricRecord(PluginRecord):
+    """A sample-quality metric. ``factory(params)`` returns a :class:`gankit.metrics.Metric`."""
+
+    kind: ClassVar[str] = "metric"
+
+
+@dataclass(frozen=True)
+class FeatureExtractorRecord(PluginRecord):
+    """A feature extractor for metrics. ``factory(params)`` returns a
+    :class:`gankit.metrics.FeatureExtractor`; like a backend's, the factory imports any
+    framework it needs only when called, and ``requires`` names those modules."""
+
+    kind: ClassVar[str] = "feature_extractor"
+    requires: tuple[str, ...] = ()
+
+
 RECORD_TYPES: dict[str, type[PluginRecord]] = {
     cls.kind: cls
-    for cls in (BackendRecord, LossRecord, RegularizerRecord, ArchitectureRecord, DatasetRecord)
+    for cls in (BackendRecord, LossRecord, RegularizerRecord, ArchitectureRecord, DatasetRecord,
+                MetricRecord, FeatureExtractorRecord)
 }
