@@ -94,6 +94,34 @@ def plugins(kind: Optional[str], as_json: bool):
 
 
 @app.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--num-samples", "-n", type=click.IntRange(min=10), default=None, help="Samples to score (default: evaluation.num_samples of the run's config).")
+@click.option("--metric", "-m", "metric_names", multiple=True, help="A metric to compute (repeatable; default: the run's configured metrics, else the defaults for its data).")
+@click.option("--backend", default=None, help="Evaluate on this backend instead of the one that trained the run.")
+@click.option("--out", "-o", "out_path", type=click.Path(path_type=Path), default=None, help="Where to write the JSON (default: RUN_DIR/eval.json).")
+def evaluate(run_dir: Path, num_samples: Optional[int], metric_names: tuple[str, ...], backend: Optional[str], out_path: Optional[Path]):
+    """Score a trained run's generator with sample-quality metrics; write eval.json.
+
+    RUN_DIR is a run directory (or a checkpoint file). The EMA generator is used when
+    the checkpoint has one.
+    """
+    from gankit.evaluation import evaluate_run
+
+    result, path = evaluate_run(run_dir, num_samples=num_samples, metrics=list(metric_names) or None,
+                                backend=backend, out=out_path)
+    table = Table(title=f"{run_dir} · step {result.step} · {result.num_samples} samples · {result.generator}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        arrow = {True: " ↑", False: " ↓"}.get(result.higher_is_better.get(key), "")
+        table.add_row(escape(key) + arrow, f"{value:.6g}")
+    out.print(table)
+    for name, reason in result.skipped.items():
+        err.print(f"warning: metric {name!r} skipped: {reason}", markup=False)
+    out.print(f"wrote {path}", markup=False)
+
+
+@app.command()
 def presets():
     """List the configs shipped with gankit."""
     from gankit.config import preset_names, read_preset

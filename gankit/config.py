@@ -112,6 +112,30 @@ class TrainingConfig(StrictModel):
     """Weight initialisation: the framework's default, N(0, 0.02) (DCGAN), or Xavier uniform."""
 
 
+class EvaluationConfig(StrictModel):
+    """Sample-quality metrics: during training (every K steps) and by `gankit evaluate RUN_DIR`."""
+
+    metrics: list[PluginChoice] = Field(default_factory=list)
+    """Metric plugins (see `gankit plugins --kind metric`). Empty: the defaults for the
+    data: modes and fid for the 2D toys; fid, kid, precision_recall for other data, plus
+    classes and inception_score when the data's feature extractor is a classifier (MNIST)."""
+    num_samples: int = Field(default=2500, ge=10)
+    """Generated samples (and as many real ones) per evaluation."""
+    every: int = Field(default=0, ge=0)
+    """Evaluate every this many steps during training, and at the last step (0: never);
+    results go to eval.jsonl in the run directory."""
+    features: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Parameters of feature extractors, by name, e.g. inception_v3 = { weights = "pt_inception.pth" }."""
+
+    @model_validator(mode="after")
+    def _metrics_unique(self):
+        names = [m.name for m in self.metrics]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"metric listed twice: {', '.join(sorted(dup))}")
+        return self
+
+
 class OutputConfig(StrictModel):
     """Where results go."""
 
@@ -152,6 +176,8 @@ class ExperimentConfig(StrictModel):
     """One optimizer per network."""
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     """The training loop."""
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    """Sample-quality metrics."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     """Where results go."""
 
@@ -292,8 +318,16 @@ def resolve(cfg: ExperimentConfig, registry=None, source: str = "config") -> Exp
         entry = reg.get("architecture", getattr(cfg, role).name) if reg.has("architecture", getattr(cfg, role).name) else None
         if entry is not None and role not in entry.record.roles:
             raise ConfigError(f"{source}: {role}.name: architecture {entry.name!r} cannot be a {role}")
+    evaluation = cfg.evaluation.model_copy(update={
+        "metrics": [check("metric", m, f"evaluation.metrics.{i}") for i, m in enumerate(cfg.evaluation.metrics)],
+        "features": {
+            name: check("feature_extractor", PluginChoice(name=name, params=params), f"evaluation.features.{name}").params
+            for name, params in cfg.evaluation.features.items()
+        },
+    })
     return cfg.model_copy(
         update={
+            "evaluation": evaluation,
             "data": check("dataset", cfg.data, "data"),
             "generator": check("architecture", cfg.generator, "generator"),
             "discriminator": check("architecture", cfg.discriminator, "discriminator"),

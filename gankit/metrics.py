@@ -242,8 +242,8 @@ class FeatureExtractor:
 class MetricMeta:
     """What a metric declares: its output keys and which direction is better."""
 
-    #: Output key -> True when higher is better.
-    keys: dict[str, bool]
+    #: Output key -> True when higher is better, False when lower is, None for a plain count.
+    keys: dict[str, bool | None]
     #: Sample kinds it applies to.
     modalities: tuple[str, ...] = ("points", "images")
     paper: str = ""

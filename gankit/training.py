@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gankit import checkpoint, plotting
+from gankit import checkpoint, evaluation, plotting
 from gankit.config import ExperimentConfig, load_config
 from gankit.data import Dataset
 from gankit.errors import ConfigError, TrainingError
@@ -190,6 +190,7 @@ def train(
                 save_samples(exp, directory / f"samples_{step:06d}.png", t.num_samples, step)
             if t.checkpoint_every and step % t.checkpoint_every == 0:
                 save_checkpoint(exp, directory, step)
+            evaluation.maybe_evaluate(exp, step, directory)  # every evaluation.every steps -> eval.jsonl
             bar.update(task, advance=1)
     seconds = time.perf_counter() - start
     files["samples_png"] = save_samples(exp, directory / "samples.png", t.num_samples, t.steps)

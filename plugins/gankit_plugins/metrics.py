@@ -108,9 +108,23 @@ class PrecisionRecall(gankit.Metric):
         return {"precision": precision, "recall": recall}
 
 
+def _classifier_missing(ctx, name: str) -> str | None:
+    """Why the classifier ``name`` cannot score this data, or None."""
+    try:
+        extractor = ctx.extractor(name)
+    except gankit.GankitError as exc:
+        return exc.one_line()
+    if extractor.num_classes is None:
+        return f"feature extractor {ctx.extractor_name(name)!r} is not a classifier (set classifier = 'mnist_classifier' or another)"
+    return None
+
+
 class InceptionScore(gankit.Metric):
     meta = gankit.MetricMeta(keys={"inception_score": True, "inception_score_std": False},
                              paper="Salimans et al. 2016, Improved Techniques for Training GANs")
+
+    def applies(self, ctx):
+        return super().applies(ctx) or _classifier_missing(ctx, self.params.classifier)
 
     def __call__(self, ctx):
         mean, std = gankit.inception_score(ctx.probabilities("fake", self.params.classifier), splits=self.params.splits)
@@ -119,6 +133,9 @@ class InceptionScore(gankit.Metric):
 
 class Classes(gankit.Metric):
     meta = gankit.MetricMeta(keys={"classes_covered": True, "mean_confidence": True, "class_kl": False})
+
+    def applies(self, ctx):
+        return super().applies(ctx) or _classifier_missing(ctx, self.params.classifier)
 
     def __call__(self, ctx):
         probs = ctx.probabilities("fake", self.params.classifier)
@@ -130,7 +147,7 @@ class Classes(gankit.Metric):
 
 
 class Modes(gankit.Metric):
-    meta = gankit.MetricMeta(keys={"modes_captured": True, "modes_total": True, "high_quality": True, "mode_kl": False},
+    meta = gankit.MetricMeta(keys={"modes_captured": True, "modes_total": None, "high_quality": True, "mode_kl": False},
                              modalities=("points",), paper="Srivastava et al. 2017 (VEEGAN); Lin et al. 2018 (PacGAN)")
 
     def applies(self, ctx):

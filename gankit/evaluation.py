@@ -1,0 +1,181 @@
+"""Evaluation: the configured metrics on generated samples, during training or afterwards.
+
+* :func:`evaluate` scores a built :class:`~gankit.training.Experiment` (its trainer's
+  generator — the EMA generator when the trainer samples from one).
+* :func:`maybe_evaluate` is what the training loop calls each step: every
+  ``evaluation.every`` steps (and at the last step) it appends a line to ``eval.jsonl``.
+* :func:`evaluate_run` rebuilds a finished run from its checkpoint and writes ``eval.json``
+  (``gankit evaluate RUN_DIR``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gankit.config import PluginChoice
+from gankit.errors import ConfigError, PluginError
+from gankit.metrics import EvalContext, Metric
+from gankit.plugins import Registry, get_registry
+
+if TYPE_CHECKING:
+    from gankit.training import Experiment
+
+EVAL_FILE = "eval.json"
+EVAL_LOG = "eval.jsonl"
+
+
+@dataclass
+class Evaluation:
+    """The result of one evaluation."""
+
+    metrics: dict[str, float]
+    """Every metric's values, by key (e.g. ``fid``, ``modes_captured``)."""
+    step: int
+    num_samples: int
+    seconds: float
+    #: Metric name -> why it did not apply to this data.
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: Which generator produced the samples: ``ema`` or ``generator``.
+    generator: str = "generator"
+    #: Higher is better (True), lower is better (False) or neither (None), per key.
+    higher_is_better: dict[str, bool | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "num_samples": self.num_samples, "generator": self.generator,
+                "seconds": round(self.seconds, 3), "metrics": self.metrics, "skipped": self.skipped}
+
+
+def default_metrics(ctx: EvalContext) -> list[PluginChoice]:
+    """The metrics used when the config lists none, chosen for the data."""
+    if ctx.modality == "points" and "modes" in ctx.info and "std" in ctx.info:
+        return [PluginChoice(name="modes"), PluginChoice(name="fid")]
+    chosen = [PluginChoice(name=n) for n in ("fid", "kid", "precision_recall")]
+    try:
+        is_classifier = ctx.extractor("auto").num_classes is not None
+    except Exception:  # the suggested extractor is unavailable; the metrics will say why
+        is_classifier = False
+    if is_classifier:
+        chosen += [PluginChoice(name="classes"), PluginChoice(name="inception_score")]
+    return chosen
+
+
+def latents(n: int, dim: int, distribution: str, seed: int) -> np.ndarray:
+    """Evaluation latents, drawn in numpy so that every backend scores the same generator
+    on the same inputs (a torch run evaluated on tensorflow gives the same numbers)."""
+    rng = np.random.default_rng([seed, 0xE7A1])
+    if distribution == "uniform":
+        return rng.uniform(-1.0, 1.0, (n, dim)).astype(np.float32)
+    return rng.standard_normal((n, dim)).astype(np.float32)
+
+
+def generate(exp: "Experiment", n: int, seed: int, batch_size: int = 1000) -> np.ndarray:
+    """``n`` generated samples for evaluation, in batches, from numpy latents."""
+    z = latents(n, exp.config.latent.dim, exp.config.latent.distribution, seed)
+    return np.concatenate([np.asarray(exp.trainer.generate(z[s : s + batch_size]), dtype=np.float32)
+                           for s in range(0, n, batch_size)])
+
+
+def _extractor_factory(registry: Registry, params_by_name: dict[str, dict[str, Any]]):
+    def get(name: str):
+        record = registry.get("feature_extractor", name).record
+        missing = [m for m in getattr(record, "requires", ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            raise PluginError(f"the {name} feature extractor needs {', '.join(missing)}, which is not installed",
+                              hint="install it, or choose another extractor in the metric's features parameter")
+        return record.factory(record.params.model_validate(params_by_name.get(name, {})))
+
+    return get
+
+
+def _uses_ema(trainer) -> bool:
+    return bool(getattr(trainer, "ema", None) or getattr(trainer, "has_ema", False) or getattr(trainer, "uses_ema", False))
+
+
+def evaluate(exp: "Experiment", *, num_samples: int | None = None, metrics: list[PluginChoice] | None = None,
+             step: int | None = None, registry: Registry | None = None) -> Evaluation:
+    """Score the experiment's generator with the configured (or given) metrics."""
+    reg = registry or get_registry()
+    cfg = exp.config
+    n = num_samples or cfg.evaluation.num_samples
+    start = time.perf_counter()
+    fake = generate(exp, n, seed=cfg.seed)
+    real = np.asarray(exp.dataset.sample(n, seed=cfg.seed), dtype=np.float32)
+    ctx = EvalContext(fake=fake, real=real, modality=exp.dataset.modality, info=dict(exp.dataset.info),
+                      seed=cfg.seed, get_extractor=_extractor_factory(reg, cfg.evaluation.features))
+    chosen = metrics if metrics is not None else (list(cfg.evaluation.metrics) or default_metrics(ctx))
+    values: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    better: dict[str, bool | None] = {}
+    for choice in chosen:
+        record = reg.get("metric", choice.name).record
+        metric: Metric = record.factory(record.params.model_validate(choice.params))
+        reason = metric.applies(ctx)
+        if reason:
+            skipped[choice.name] = reason
+            continue
+        values.update({k: float(v) for k, v in metric(ctx).items()})
+        better.update(metric.meta.keys)
+    return Evaluation(metrics=values, step=exp.trainer.step_count if step is None else step, num_samples=n,
+                      seconds=time.perf_counter() - start, skipped=skipped,
+                      generator="ema" if _uses_ema(exp.trainer) else "generator", higher_is_better=better)
+
+
+def maybe_evaluate(exp: "Experiment", step: int, directory: Path) -> Evaluation | None:
+    """During training: evaluate every ``evaluation.every`` steps and at the last step,
+    appending to ``eval.jsonl``; otherwise do nothing."""
+    every = exp.config.evaluation.every
+    if not every or (step % every and step != exp.config.training.steps):
+        return None
+    result = evaluate(exp, step=step)
+    with (Path(directory) / EVAL_LOG).open("a") as fh:
+        fh.write(json.dumps(result.to_json()) + "\n")
+    return result
+
+
+def load_run(run_dir: str | Path, backend: str | None = None, registry: Registry | None = None) -> "Experiment":
+    """Rebuild a run's experiment from its checkpoint (on its own backend, or ``backend``)."""
+    from gankit import checkpoint
+    from gankit.config import load_config
+    from gankit.training import build
+
+    manifest, weights = checkpoint.load(run_dir)
+    data = dict(manifest.config)
+    if backend:
+        data["backend"] = backend
+    cfg = load_config(data, registry=registry, environ={})
+    exp = build(cfg, registry)
+    exp.trainer.load_state_dict(weights)
+    if getattr(exp.trainer, "step_count", None) != manifest.step:
+        try:
+            exp.trainer.step_count = manifest.step
+        except AttributeError:
+            pass
+    return exp
+
+
+def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, metrics: list[str] | None = None,
+                 backend: str | None = None, out: str | Path | None = None,
+                 registry: Registry | None = None) -> tuple[Evaluation, Path]:
+    """``gankit evaluate RUN_DIR``: rebuild from the checkpoint, evaluate, write ``eval.json``."""
+    reg = registry or get_registry()
+    exp = load_run(run_dir, backend=backend, registry=reg)
+    choices = None
+    if metrics:
+        for name in metrics:
+            if not reg.has("metric", name):
+                raise ConfigError(f"unknown metric {name!r}; available: {', '.join(reg.names('metric'))}")
+        configured = {m.name: m for m in exp.config.evaluation.metrics}
+        choices = [configured.get(name, PluginChoice(name=name)) for name in metrics]
+    result = evaluate(exp, num_samples=num_samples, metrics=choices, registry=reg)
+    path = Path(out) if out else (Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent) / EVAL_FILE
+    payload = {**result.to_json(), "backend": exp.backend.name, "run": str(run_dir),
+               "higher_is_better": result.higher_is_better}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return result, path
