@@ -65,6 +65,13 @@ class OptimizerConfig(StrictModel):
     """Momentum (rmsprop and sgd)."""
     eps: float = Field(default=1e-8, gt=0)
     """Numerical epsilon in the denominator (adam, adamw, rmsprop)."""
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """Learning-rate schedule over training.steps: constant, linear decay or cosine decay
+    (from lr down to lr * final_lr_fraction at the last step)."""
+    final_lr_fraction: float = Field(default=0.0, ge=0, le=1)
+    """Where linear and cosine schedules end, as a fraction of lr."""
+    clip_grad_norm: float | None = Field(default=None, gt=0)
+    """Clip the gradients' global L2 norm to this value before each update (unset: no clipping)."""
 
     @field_validator("betas")
     @classmethod
@@ -76,7 +83,8 @@ class OptimizerConfig(StrictModel):
     def settings(self) -> OptimizerSettings:
         return OptimizerSettings(
             name=self.name, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay,
-            momentum=self.momentum, eps=self.eps,
+            momentum=self.momentum, eps=self.eps, schedule=self.schedule,
+            final_lr_fraction=self.final_lr_fraction, clip_grad_norm=self.clip_grad_norm,
         )
 
 
@@ -110,6 +118,26 @@ class TrainingConfig(StrictModel):
     """Compile the step (torch.compile on torch; TensorFlow steps are always tf.function)."""
     init: Literal["default", "normal", "xavier_uniform"] = "default"
     """Weight initialisation: the framework's default, N(0, 0.02) (DCGAN), or Xavier uniform."""
+    ema_decay: float = Field(default=0.0, ge=0, lt=1)
+    """Keep an exponential moving average of the generator's weights with this decay
+    (e.g. 0.999; 0: off). When on, samples, pictures and evaluation use the EMA generator,
+    and checkpoints hold it as generator_ema.*."""
+    ema_start: int = Field(default=0, ge=0)
+    """Steps before the EMA starts averaging (until then it copies the generator)."""
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Compute precision (weights stay float32): bfloat16 on GPU or CPU, float16 with
+    dynamic loss scaling on GPU only."""
+    checkpoint_keep: int = Field(default=3, ge=1)
+    """How many periodic checkpoints (checkpoints/step_*.json) to keep; older ones are deleted."""
+    tensorboard: bool = True
+    """Write TensorBoard event files (scalars and sample grids) into RUN_DIR/tensorboard."""
+    prefetch: int = Field(default=2, ge=0)
+    """Batches prepared ahead of the step by a background thread (0: prepare them inline)."""
+    distributed: Literal["auto", "off", "mirrored"] = "auto"
+    """Data-parallel training. auto: under torchrun (WORLD_SIZE > 1) torch trains with one
+    process per rank; with TF_CONFIG naming several workers TensorFlow uses
+    MultiWorkerMirroredStrategy. mirrored: TensorFlow's MirroredStrategy over every visible
+    GPU of this machine. off: one process, one device. batch_size is the global batch."""
 
 
 class EvaluationConfig(StrictModel):

@@ -167,6 +167,28 @@ class OptimizerSettings:
     weight_decay: float = 0.0
     momentum: float = 0.0
     eps: float = 1e-8
+    #: Learning-rate schedule over the run: ``constant``, ``linear`` decay or ``cosine``
+    #: decay, from ``lr`` at step 0 to ``lr * final_lr_fraction`` at the last step.
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    final_lr_fraction: float = 0.0
+    #: Clip the gradients' global L2 norm to this value before each update (None: off),
+    #: with torch's rule: ``g *= min(1, max_norm / (norm + 1e-6))``.
+    clip_grad_norm: float | None = None
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """The learning rate of the update made during step ``step`` (0-based) of a run of
+        ``total_steps`` steps. Both backends follow this formula; TensorFlow evaluates it
+        inside its compiled step."""
+        if self.schedule == "constant" or total_steps <= 0:
+            return self.lr
+        t = min(max(step, 0), total_steps) / total_steps
+        f = self.final_lr_fraction
+        if self.schedule == "linear":
+            return self.lr * (1.0 - (1.0 - f) * t)
+        return self.lr * (f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+Precision = Literal["float32", "bfloat16", "float16"]
 
 
 @dataclass
@@ -191,6 +213,22 @@ class TrainSetup:
     #: ``discriminator.<param>``), from :func:`gankit.init.initial_weights`.
     initial_weights: dict[str, np.ndarray] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Steps the run will take (what learning-rate schedules decay over; 0: no schedule).
+    total_steps: int = 0
+    #: Exponential moving average of the generator's weights: after each generator
+    #: update ``ema = decay * ema + (1 - decay) * weights`` (buffers copied). 0 disables
+    #: it; when enabled, ``sample`` and ``generate`` use the EMA generator.
+    ema_decay: float = 0.0
+    #: Steps before the EMA starts averaging (until then it copies the generator).
+    ema_start: int = 0
+    #: Compute precision of forward and backward passes; weights and optimizer state
+    #: stay float32. ``float16`` uses dynamic loss scaling and needs a GPU.
+    precision: Precision = "float32"
+    #: Data-parallel training: this process's rank among ``world_size`` (see each
+    #: backend's ``distributed`` module). ``batch_size`` is the global batch; each rank
+    #: trains on its ``batch_size // world_size`` share and draws the same global latents.
+    world_size: int = 1
+    rank: int = 0
 
 
 @runtime_checkable
@@ -198,8 +236,14 @@ class Trainer(Protocol):
     """A built GAN on one backend: networks, optimizers and the compiled step."""
 
     backend: str
+    #: The neutral name of the device the trainer runs on: ``"cpu"`` or ``"cuda:N"``
+    #: (``"mps"`` on torch), whatever the framework calls it.
     device: str
+    #: Completed steps (generator updates); settable when resuming.
     step_count: int
+    #: Whether an EMA generator is kept (``TrainSetup.ema_decay > 0``); ``sample`` and
+    #: ``generate`` then use it, and ``state_dict`` holds it as ``generator_ema.<param>``.
+    has_ema: bool
 
     def train_step(self, real_batches: np.ndarray) -> StepResult:
         """``n_critic`` discriminator updates (one per real batch in the leading axis
@@ -224,7 +268,50 @@ class Trainer(Protocol):
         """Weights in the canonical layout: ``generator.<param>``, ``discriminator.<param>``."""
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Load weights in the canonical layout (any backend's checkpoint)."""
+        """Load weights in the canonical layout (any backend's checkpoint). Without
+        ``generator_ema.*`` entries an EMA generator starts as a copy of the generator."""
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """Both optimizers' step counts and slots, prefixed ``g_optimizer.`` /
+        ``d_optimizer.``, in one format shared by every backend (torch slot names,
+        canonical layouts)."""
+
+    def load_optimizer_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load what :meth:`optimizer_state` (of any backend) wrote."""
+
+    def rng_state(self) -> dict[str, np.ndarray]:
+        """The state of every random stream the trainer draws from (training noise,
+        penalties' draws, unseeded sampling), and the loss scale under float16, as numpy
+        arrays; restoring it makes a resumed run draw exactly what an uninterrupted one
+        would. Backend specific: it only loads on the backend that wrote it."""
+
+    def load_rng_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`rng_state` returned."""
+
+    def learning_rates(self) -> dict[str, float]:
+        """The learning rates the next step will use: ``{"generator": .., "discriminator": ..}``."""
+
+
+@dataclass
+class ProcessGroup:
+    """The processes of a data-parallel run, as a backend's ``distributed`` reports them.
+
+    Each process feeds its ``1 / world_size`` share of every global batch (rows
+    ``rank * b`` to ``(rank + 1) * b``); only rank 0 writes files.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    #: How the run is distributed, for messages ("single process", "torchrun, gloo, 2 ranks", ...).
+    description: str = "single process"
+    #: Device each process should train on ("" keeps the config's).
+    device: str = ""
+    barrier: Callable[[], None] = lambda: None
+    shutdown: Callable[[], None] = lambda: None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
 @runtime_checkable
@@ -241,3 +328,7 @@ class Backend(Protocol):
 
     def build_trainer(self, setup: TrainSetup) -> Trainer:
         """Build networks, optimizers and the compiled step for ``setup``."""
+
+    def distributed(self, mode: str, device: str) -> ProcessGroup:
+        """Join the launcher's process group (``mode`` is ``training.distributed``) and
+        report this process's place in it; a single process outside a launcher."""

@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from gankit.errors import CheckpointError, ConfigError, DataError  # noqa: E402
+from gankit.nets import class_labels, conditional_classes  # noqa: E402
 from gankit.init import initial_weights  # noqa: E402
 from gankit.protocol import StepResult, TrainSetup  # noqa: E402
 
@@ -34,6 +35,7 @@ from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
 from gankit_tensorflow.optim import make_optimizer  # noqa: E402
 
 PREFIXES = ("generator.", "discriminator.")
+EMA_PREFIX = "generator_ema."
 
 
 class TensorFlowTrainer:
@@ -48,20 +50,30 @@ class TensorFlowTrainer:
         #: name ("cpu", "cuda:0") that runs and summaries report, as on torch.
         self.tf_device = resolve_device(setup.device)
         self.device = device_name(self.tf_device)
-        self.step_count = 0
+        self._step_count = 0
         self.n_critic = int(setup.n_critic)
         self.latent_dim = int(setup.latent_dim)
         self.sample_shape = tuple(setup.discriminator.input_shape)
+        #: Classes of the class-conditional nets' label input (None: unconditional).
+        try:
+            self.num_classes = conditional_classes(setup.generator, setup.discriminator)
+        except ValueError as exc:
+            raise ConfigError(f"generator and discriminator: {exc}") from None
         self.loss = setup.loss
         self.regularizers = dict(setup.regularizers)
         self.needs_real = bool(getattr(self.loss.meta, "generator_needs_real", False))
         self._has_batch_norm = any(
-            layer.kind == "batch_norm" for spec in (setup.generator, setup.discriminator) for layer in spec.layers
+            layer.kind == "batch_norm" for spec in (setup.generator, setup.discriminator) for _, layer, _ in spec.walk()
         )
+        self.has_ema = setup.ema_decay > 0
+        self.world_size, self.rank = int(setup.world_size), int(setup.rank)
         tf.random.set_seed(setup.seed)
         with tf.device(self.tf_device):
             self.G = TensorFlowNet(setup.generator)
             self.D = TensorFlowNet(setup.discriminator)
+            self.G_ema = TensorFlowNet(setup.generator) if self.has_ema else None
+            # The step index inside the compiled step (schedules, EMA start).
+            self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # Three independent streams from one seed: training latents, the ops'
             # draws (penalties), and sample() without a seed, so sampling for a
             # preview never changes the training trajectory.
@@ -77,48 +89,114 @@ class TensorFlowTrainer:
         )
         self._compile(jit=bool(setup.compile))
 
+    @property
+    def step_count(self) -> int:
+        """Completed steps; setting it (when resuming) moves the compiled step's index too."""
+        return self._step_count
+
+    @step_count.setter
+    def step_count(self, value: int) -> None:
+        self._step_count = int(value)
+        self._step.assign(int(value))
+
     # -- building blocks (traced inside tf.function) ----------------------------------
     def _latent(self, n, generator):
-        shape = [n, self.latent_dim]
+        # Training latents across processes: each draws the global batch from the same
+        # stream and keeps its own rows, as one process drawing the whole batch would.
+        share = generator is self._noise and self.world_size > 1
+        shape = [n * self.world_size if share else n, self.latent_dim]
         if self.setup.latent_distribution == "uniform":
-            return generator.uniform(shape, minval=-1.0, maxval=1.0, dtype=tf.float32)
-        return generator.normal(shape, dtype=tf.float32)
+            z = generator.uniform(shape, minval=-1.0, maxval=1.0, dtype=tf.float32)
+        else:
+            z = generator.normal(shape, dtype=tf.float32)
+        return z[self.rank * n: (self.rank + 1) * n] if share else z
 
-    def _d_logits(self, x, training=True):
-        return tf.reshape(self.D(x, training=training), [-1])
+    def _scheduled_lr(self, settings):
+        """``OptimizerSettings.lr_at`` in float64 graph ops, at the current step."""
+        total = float(self.setup.total_steps)
+        t = tf.minimum(tf.cast(self._step, tf.float64), total) / total
+        f = settings.final_lr_fraction
+        if settings.schedule == "linear":
+            factor = 1.0 - (1.0 - f) * t
+        else:
+            factor = f + (1.0 - f) * 0.5 * (1.0 + tf.math.cos(np.pi * t))
+        return tf.cast(settings.lr * factor, tf.float32)
 
-    def _d_update(self, real):
+    def _set_learning_rates(self):
+        for settings, opt in ((self.setup.g_optimizer, self.g_opt), (self.setup.d_optimizer, self.d_opt)):
+            if settings.schedule != "constant" and self.setup.total_steps > 0:
+                opt.lr.assign(self._scheduled_lr(settings))
+
+    @staticmethod
+    def _clip(grads, settings):
+        """torch.nn.utils.clip_grad_norm_: ``g *= min(1, max_norm / (norm + 1e-6))``."""
+        if not settings.clip_grad_norm:
+            return grads
+        norm = tf.linalg.global_norm(grads)
+        coef = tf.minimum(settings.clip_grad_norm / (norm + 1e-6), 1.0)
+        return [g * coef for g in grads]
+
+    def _update_ema(self):
+        """``ema = decay * ema + (1 - decay) * g`` (a copy before ``ema_start``); buffers copied."""
+        copy = self._step < self.setup.ema_start
+        w = tf.constant(1.0 - self.setup.ema_decay, tf.float32)
+        for name, e in self.G_ema.params.items():
+            p = self.G.params[name]
+            e.assign(tf.where(copy, p, e + w * (p - e)))
+        for name, e in self.G_ema.buffers.items():
+            e.assign(self.G.buffers[name])
+
+    def learning_rates(self) -> dict[str, float]:
+        """The learning rates the next step uses (the schedules' value at ``step_count``)."""
+        return {"generator": self.setup.g_optimizer.lr_at(self.step_count, self.setup.total_steps),
+                "discriminator": self.setup.d_optimizer.lr_at(self.step_count, self.setup.total_steps)}
+
+    def _d_logits(self, x, training=True, labels=None):
+        return tf.reshape(self.D(x, training=training, labels=labels), [-1])
+
+    def _d_update(self, real, labels=None):
+        # A conditional GAN's fakes take the real batch's labels.
         ops = self.ops
-        fake = tf.stop_gradient(self.G(self._latent(tf.shape(real)[0], self._noise), training=True))
+        fake = tf.stop_gradient(self.G(self._latent(tf.shape(real)[0], self._noise), training=True, labels=labels))
+        d_fn = lambda x: self._d_logits(x, labels=labels)  # noqa: E731
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.D.parameters)
-            real_logits = self._d_logits(real)
-            fake_logits = self._d_logits(fake)
+            real_logits = self._d_logits(real, labels=labels)
+            fake_logits = self._d_logits(fake, labels=labels)
             loss = tf.cast(self.loss.discriminator(ops, real_logits, fake_logits), tf.float32)
             penalties = {
-                name: tf.cast(reg(ops, self._d_logits, real, fake), tf.float32)
+                name: tf.cast(reg(ops, d_fn, real, fake), tf.float32)
                 for name, reg in self.regularizers.items()
             }
             total = loss + tf.math.add_n(list(penalties.values())) if penalties else loss
         grads = tape.gradient(total, self.D.parameters, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        self.d_opt.apply(grads)
+        self.d_opt.apply(self._clip(self._all_reduce(grads), self.setup.d_optimizer))
         return loss, penalties, tf.math.reduce_mean(real_logits), tf.math.reduce_mean(fake_logits)
 
-    def _g_update(self, n, real=None):
+    def _g_update(self, n, real=None, labels=None):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.G.parameters)
-            fake = self.G(self._latent(n, self._noise), training=True)
-            fake_logits = self._d_logits(fake)
-            real_logits = self._d_logits(real) if self.needs_real else None
+            fake = self.G(self._latent(n, self._noise), training=True, labels=labels)
+            fake_logits = self._d_logits(fake, labels=labels)
+            real_logits = self._d_logits(real, labels=labels) if self.needs_real else None
             loss = tf.cast(self.loss.generator(self.ops, fake_logits, real_logits), tf.float32)
         grads = tape.gradient(loss, self.G.parameters, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        self.g_opt.apply(grads)
+        self.g_opt.apply(self._clip(self._all_reduce(grads), self.setup.g_optimizer))
         return loss
 
-    def _train_step(self, real_batches):
+    def _all_reduce(self, grads):
+        """Mean over replicas (inside a distribution strategy's replica context)."""
+        return grads
+
+    def _train_step(self, real_batches, labels=None):
+        self._set_learning_rates()
         for k in range(self.n_critic):  # unrolled: n_critic is fixed per trainer
-            d_loss, penalties, real_logit, fake_logit = self._d_update(real_batches[k])
-        g_loss = self._g_update(tf.shape(real_batches)[1], real_batches[-1])
+            d_loss, penalties, real_logit, fake_logit = self._d_update(
+                real_batches[k], None if labels is None else labels[k])
+        g_loss = self._g_update(tf.shape(real_batches)[1], real_batches[-1], None if labels is None else labels[-1])
+        if self.has_ema:
+            self._update_ema()
+        self._step.assign_add(1)
         # One vector, so the host fetches every scalar in one transfer.
         return tf.stack([d_loss, g_loss, real_logit, fake_logit, *penalties.values()])
 
@@ -128,15 +206,24 @@ class TensorFlowTrainer:
         count = tf.TensorSpec([], tf.int32)
         latent = tf.TensorSpec([None, self.latent_dim], tf.float32)
         fn = lambda f, *sig: tf.function(f, input_signature=sig, jit_compile=jit or None, autograph=False)  # noqa: E731
-        self._train_fn = fn(self._train_step, batches)
-        self._d_fn = fn(lambda real: tf.stack([self._d_update(real)[0]]), sample)
+        # Class-conditional nets take int32 labels as one more input of every function.
+        ys = (tf.TensorSpec([None], tf.int32),) if self.num_classes else ()
+        ys_k = (tf.TensorSpec([self.n_critic, None], tf.int32),) if self.num_classes else ()
+        self._train_fn = fn(self._train_step, batches, *ys_k)
+        self._d_fn = fn(lambda real, *y: tf.stack([self._d_update(real, *y)[0]]), sample, *ys)
         if self.needs_real:
-            self._g_fn = fn(lambda n, real: self._g_update(n, real), count, sample)
+            self._g_fn = fn(lambda n, real, *y: self._g_update(n, real, *y), count, sample, *ys)
         else:
-            self._g_fn = fn(lambda n: self._g_update(n), count)
-        evaluate = lambda f, sig: tf.function(f, input_signature=[sig], autograph=False)  # noqa: E731
-        self._generate_fn = evaluate(lambda z: self.G(z, training=False), latent)
-        self._discriminate_fn = evaluate(lambda x: self._d_logits(x, training=False), sample)
+            self._g_fn = fn(lambda n, *y: self._g_update(n, None, *y), count, *ys)
+        evaluate = lambda f, *sig: tf.function(f, input_signature=sig, autograph=False)  # noqa: E731
+        sampler = self.G_ema if self.has_ema else self.G
+        self._generate_fn = evaluate(lambda z, *y: sampler(z, False, *y), latent, *ys)
+        self._discriminate_fn = evaluate(lambda x, *y: self._d_logits(x, False, *y), sample, *ys)
+
+    def _labels(self, labels, shape, required: bool = False) -> tuple:
+        """``()`` for unconditional nets, else ``(int32 labels,)`` to append to a call."""
+        arr = class_labels(labels, tuple(shape), self.num_classes, required=required)
+        return () if arr is None else (tf.convert_to_tensor(arr.astype(np.int32)),)
 
     def _to_tensor(self, x) -> tf.Tensor:
         return tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
@@ -160,11 +247,14 @@ class TensorFlowTrainer:
         return tf.convert_to_tensor(x)
 
     # -- the Trainer protocol ---------------------------------------------------------
-    def train_step(self, real_batches: np.ndarray) -> StepResult:
-        """``n_critic`` discriminator updates (one per leading slice), then one generator update."""
+    def train_step(self, real_batches: np.ndarray, labels=None) -> StepResult:
+        """``n_critic`` discriminator updates (one per leading slice), then one generator update.
+        A class-conditional GAN needs ``labels`` shaped like the batches' first two axes;
+        its fakes take the real batch's labels."""
         real_batches = np.asarray(real_batches, dtype=np.float32)
         if self.n_critic == 1 and real_batches.shape[1:] == self.sample_shape:
             real_batches = real_batches[None]  # a single batch for n_critic = 1
+            labels = None if labels is None else np.asarray(labels)[None]
         shape = real_batches.shape
         if len(shape) < 3 or shape[0] != self.n_critic or shape[2:] != self.sample_shape:
             raise DataError(
@@ -173,78 +263,113 @@ class TensorFlowTrainer:
             )
         self._check_batch(real_batches.shape[1])
         with tf.device(self.tf_device):
-            values = self._train_fn(self._to_tensor(real_batches)).numpy().tolist()
-        self.step_count += 1
+            y = self._labels(labels, shape[:2], required=True)
+            values = self._train_fn(self._to_tensor(real_batches), *y).numpy().tolist()
+        self._step_count += 1  # the compiled step advanced self._step itself
         d_loss, g_loss, real_logit, fake_logit, *penalties = values
         extras = {_extra_name(name): v for name, v in zip(self.regularizers, penalties)}
         extras.update(real_logit=real_logit, fake_logit=fake_logit)
         return StepResult(step=self.step_count, d_loss=d_loss, g_loss=g_loss, extras=extras)
 
-    def discriminator_step(self, real: np.ndarray) -> float:
+    def discriminator_step(self, real: np.ndarray, labels=None) -> float:
         """One discriminator update on ``real``; returns its loss (penalties excluded)."""
         real = self._real(real)
         self._check_batch(int(real.shape[0]))
         with tf.device(self.tf_device):
-            return float(self._d_fn(real).numpy()[0])
+            return float(self._d_fn(real, *self._labels(labels, real.shape[:1], required=True)).numpy()[0])
 
-    def generator_step(self, batch_size: int, real: np.ndarray | None = None) -> float:
+    def generator_step(self, batch_size: int, real: np.ndarray | None = None, labels=None) -> float:
         """One generator update on ``batch_size`` latents; ``real`` is required when the
         loss reads real logits. Does not advance ``step_count`` (``train_step`` does)."""
         self._check_batch(int(batch_size))
         n = tf.constant(int(batch_size), tf.int32)
         with tf.device(self.tf_device):
+            y = self._labels(labels, (int(batch_size),), required=True)
             if self.needs_real:
                 if real is None:
                     raise ValueError(
                         f"{type(self.loss).__name__} reads the real logits in the generator loss; "
                         "pass real= to generator_step"
                     )
-                return float(self._g_fn(n, self._real(real)).numpy())
-            return float(self._g_fn(n).numpy())
+                return float(self._g_fn(n, self._real(real), *y).numpy())
+            return float(self._g_fn(n, *y).numpy())
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """``n`` generator samples in eval mode; a given ``seed`` repeats exactly."""
+    def sample(self, n: int, seed: int | None = None, labels=None) -> np.ndarray:
+        """``n`` generator samples in eval mode; a given ``seed`` repeats exactly. A
+        class-conditional generator takes ``labels`` (default: ``arange(n) % num_classes``)."""
         with tf.device(self.tf_device):
             gen = tf.random.Generator.from_seed(seed) if seed is not None else self._sample_noise
             z = self._latent(int(n), gen)
-            return self._generate_fn(z).numpy()
+            return self._generate_fn(z, *self._labels(labels, (int(n),))).numpy()
 
-    def generate(self, z: np.ndarray) -> np.ndarray:
-        """Generator outputs for latents ``z`` of shape (n, latent_dim), eval mode."""
+    def generate(self, z: np.ndarray, labels=None) -> np.ndarray:
+        """Generator outputs for latents ``z`` of shape (n, latent_dim), eval mode
+        (class-conditional: ``labels`` as in :meth:`sample`)."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise DataError(f"latents have shape {z.shape}; expected (n, {self.latent_dim})")
         with tf.device(self.tf_device):
-            return self._generate_fn(tf.convert_to_tensor(z)).numpy()
+            return self._generate_fn(tf.convert_to_tensor(z), *self._labels(labels, z.shape[:1])).numpy()
 
-    def discriminate(self, x: np.ndarray) -> np.ndarray:
-        """Discriminator logits, shape (n,), eval mode."""
+    def discriminate(self, x: np.ndarray, labels=None) -> np.ndarray:
+        """Discriminator logits, shape (n,), eval mode (class-conditional: ``labels``
+        as in :meth:`sample`)."""
+        x = self._real(x)
         with tf.device(self.tf_device):
-            return self._discriminate_fn(self._real(x)).numpy()
+            return self._discriminate_fn(x, *self._labels(labels, tuple(x.shape[:1]))).numpy()
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameters and buffers of both nets, canonical and prefixed, float32 numpy."""
-        return {
+        """Parameters and buffers of both nets (and the EMA generator's, as
+        ``generator_ema.*``), canonical and prefixed, float32 numpy."""
+        out = {
             **{f"generator.{k}": v for k, v in export_weights(self.G).items()},
             **{f"discriminator.{k}": v for k, v in export_weights(self.D).items()},
         }
+        if self.G_ema is not None:
+            out.update({f"generator_ema.{k}": v for k, v in export_weights(self.G_ema).items()})
+        return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Load canonical weights (from any backend); raises :class:`gankit.CheckpointError`
         on a missing, unexpected or misshapen entry, changing nothing."""
-        stray = [k for k in state if not k.startswith(PREFIXES)]
+        stray = [k for k in state if not k.startswith((*PREFIXES, EMA_PREFIX))]
         if stray:
             raise CheckpointError(
                 f"weights have unexpected parameter {stray[0]!r}",
-                hint="names start with 'generator.' or 'discriminator.'",
+                hint="names start with 'generator.', 'discriminator.' or 'generator_ema.'",
             )
-        parts = {p: {k[len(p):]: v for k, v in state.items() if k.startswith(p)} for p in PREFIXES}
-        # Check both nets before touching either, so a bad checkpoint changes nothing.
-        nets = ((self.G, "generator."), (self.D, "discriminator."))
+        parts = {p: {k[len(p):]: v for k, v in state.items() if k.startswith(p)} for p in (*PREFIXES, EMA_PREFIX)}
+        # Check every net before touching any, so a bad checkpoint changes nothing.
+        nets = [(self.G, "generator."), (self.D, "discriminator.")]
         for net, prefix in nets:
             check_weights(net, parts[prefix], prefix)
+        if parts[EMA_PREFIX]:
+            check_weights(self.G, parts[EMA_PREFIX], EMA_PREFIX)
         for net, prefix in nets:
             load_weights(net, parts[prefix], prefix)
+        if self.G_ema is not None:  # without saved EMA weights, start from the generator
+            load_weights(self.G_ema, parts[EMA_PREFIX] or parts["generator."], EMA_PREFIX)
+
+    # -- random state (for exact resumption) ------------------------------------------
+    def _generators(self):
+        return {"noise": self._noise, "ops_noise": self.ops.generator, "sample_noise": self._sample_noise}
+
+    def rng_state(self) -> dict[str, np.ndarray]:
+        """The states of the training-noise, penalty-noise and sampling generators, and the step index."""
+        out = {name: np.asarray(g.state.numpy()) for name, g in self._generators().items()}
+        out["step"] = np.asarray(self._step.numpy(), dtype=np.int64)
+        return out
+
+    def load_rng_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`rng_state` returned (on this backend)."""
+        gens = self._generators()
+        for name, g in gens.items():
+            if name not in state or tuple(np.shape(state[name])) != tuple(g.state.shape):
+                raise CheckpointError(f"the random state lacks a valid {name!r}",
+                                      hint="it was written by another backend or TensorFlow version")
+        for name, g in gens.items():
+            g.state.assign(np.asarray(state[name], dtype=g.state.dtype.as_numpy_dtype))
+        self._step.assign(int(np.asarray(state.get("step", self.step_count))))
 
     def parameters_of(self, role: str) -> dict[str, np.ndarray]:
         """Trainable parameters of ``"generator"`` or ``"discriminator"`` (canonical
@@ -299,3 +424,13 @@ def _check_setup(setup: TrainSetup) -> None:
         )
     if setup.n_critic < 1:
         raise ConfigError(f"n_critic must be at least 1, got {setup.n_critic}")
+    if not 0 <= setup.ema_decay < 1:
+        raise ConfigError(f"ema_decay must be in [0, 1), got {setup.ema_decay}")
+    if setup.world_size < 1 or not 0 <= setup.rank < setup.world_size:
+        raise ConfigError(f"rank {setup.rank} does not fit world_size {setup.world_size}")
+    if setup.batch_size % setup.world_size:
+        raise ConfigError(f"batch_size {setup.batch_size} does not divide among {setup.world_size} workers",
+                          hint=f"use a multiple of {setup.world_size}")
+    if setup.precision != "float32":
+        raise ConfigError(f"precision {setup.precision!r} is not available on the tensorflow backend yet",
+                          hint="use precision = 'float32' on tensorflow, or the torch backend")

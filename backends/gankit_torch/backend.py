@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from gankit import TrainSetup
+from gankit.protocol import ProcessGroup
 
 from gankit_torch.ops import TorchOps
 from gankit_torch.step import TorchTrainer
@@ -24,6 +25,18 @@ class TorchBackend:
 
     def build_trainer(self, setup: TrainSetup) -> TorchTrainer:
         return TorchTrainer(setup)
+
+    def distributed(self, mode: str = "auto", device: str = "auto") -> ProcessGroup:
+        """torchrun's process group (gloo on cpu, nccl on cuda), or a single process."""
+        from gankit_torch import distributed
+
+        ctx = distributed.init(mode, device)
+        if not ctx.enabled:
+            return ProcessGroup()
+        return ProcessGroup(
+            rank=ctx.rank, world_size=ctx.world_size, device=distributed.rank_device(ctx, device),
+            description=f"torchrun, {ctx.backend}, {ctx.world_size} ranks",
+            barrier=lambda: distributed.barrier(ctx), shutdown=lambda: distributed.shutdown(ctx))
 
     def __repr__(self) -> str:
         return f"TorchBackend(torch {self.version()})"

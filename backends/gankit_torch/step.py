@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
@@ -13,7 +14,9 @@ import torch
 
 import gankit
 from gankit import CheckpointError, ConfigError, DataError, StepResult, TrainSetup
+from gankit.nets import class_labels, conditional_classes
 
+from gankit_torch import distributed
 from gankit_torch.device import make_generator, resolve_device
 from gankit_torch.nn import build_net, check_weights, export_weights, load_weights, transposed_names
 from gankit_torch.ops import TorchOps, draw
@@ -26,6 +29,7 @@ from gankit_torch.optim import (
 
 ROLES = ("generator", "discriminator")
 _OPT_PREFIX = {"generator": "g_optimizer.", "discriminator": "d_optimizer."}
+_PRECISION = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class _Compiled:
@@ -38,13 +42,13 @@ class _Compiled:
         self.label = label
         self.failed = False
 
-    def __call__(self, x):
+    def __call__(self, *args):
         if self.failed:
-            return self.eager(x)
+            return self.eager(*args)
         try:
-            return self.compiled(x)
+            return self.compiled(*args)
         except Exception as exc:
-            out = self.eager(x)  # a genuine error in the model raises here, unwrapped
+            out = self.eager(*args)  # a genuine error in the model raises here, unwrapped
             self.failed = True
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             warnings.warn(
@@ -84,7 +88,15 @@ class TorchTrainer:
 
     Attributes: ``nets`` and ``optimizers`` (by role), ``ops`` (the :class:`TorchOps`
     handed to losses and regularizers; it shares the trainer's seeded noise
-    generator), ``device`` (resolved, e.g. ``"cpu"``, ``"cuda:0"``), ``step_count``.
+    generator), ``device`` (resolved, e.g. ``"cpu"``, ``"cuda:0"``), ``step_count``,
+    ``ema`` (the EMA generator module, or ``None``).
+
+    Under ``precision = bfloat16 | float16`` the forward passes and losses run under
+    ``torch.autocast``; float16 scales each loss with its own ``GradScaler`` (gradients
+    are unscaled before clipping). With ``world_size > 1`` (see
+    :mod:`gankit_torch.distributed`) gradients are averaged over the ranks after every
+    backward, and each rank trains on its share of the global batch and of the global
+    latents, so a distributed step equals one single-process step on the whole batch.
     """
 
     backend = "torch"
@@ -99,11 +111,23 @@ class TorchTrainer:
         self.step_count = 0
         self.loss = setup.loss
         self.regularizers = dict(setup.regularizers)
+        self.world_size, self.rank = int(setup.world_size), int(setup.rank)
+        self.has_ema = setup.ema_decay > 0
+        self._autocast_dtype = _PRECISION.get(setup.precision)
+        if setup.precision == "float16" and dev.type != "cuda":
+            raise ConfigError(f"precision float16 needs a CUDA GPU, the trainer runs on {self.device}",
+                              hint="use precision = 'bfloat16' on the cpu, or 'float32'")
+        if self._autocast_dtype is not None and dev.type == "mps":
+            raise ConfigError("mixed precision is not supported on mps", hint="use precision = 'float32'")
 
         # Seed torch globally too, for anything that draws from the default generator.
         torch.manual_seed(setup.seed)
         self.nets = {role: build_net(spec).to(device=dev, dtype=torch.float32)
                      for role, spec in self.specs.items()}
+        self.ema = None
+        if self.has_ema:
+            self.ema = build_net(setup.generator).to(device=dev, dtype=torch.float32).eval()
+            self.ema.requires_grad_(False)
         weights = setup.initial_weights or gankit.initial_weights(
             setup.generator, setup.discriminator, "default", setup.seed)
         self.load_state_dict(weights)
@@ -120,6 +144,11 @@ class TorchTrainer:
         self.noise = make_generator(dev, setup.seed)
         self._sample_noise = make_generator(dev, int(np.random.SeedSequence([setup.seed, 1]).generate_state(1)[0]))
         self.ops = TorchOps(device=dev, dtype="float32", generator=self.noise)
+        self._scalers = {role: torch.amp.GradScaler(dev.type) for role in ROLES} \
+            if setup.precision == "float16" else None
+        self._params = {role: [p for p in self.nets[role].parameters()] for role in ROLES}
+        self._buffers = [b for role in ROLES for b in self.nets[role].buffers() if b.is_floating_point()]
+        self._scheduled = any(self._settings(r).schedule != "constant" for r in ROLES)
 
         if setup.compile:
             # setup.extras["torch_compile"]: keyword arguments for torch.compile
@@ -148,6 +177,18 @@ class TorchTrainer:
                 hint="end it with a dense layer of 1 unit")
         if s.n_critic < 1:
             raise ConfigError(f"n_critic must be at least 1, got {s.n_critic}")
+        try:
+            #: Classes of the class-conditional nets' label input (None: unconditional).
+            self.num_classes = conditional_classes(g, d)
+        except ValueError as exc:
+            raise ConfigError(f"generator and discriminator: {exc}") from None
+        if not 0 <= s.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {s.ema_decay}")
+        if s.world_size < 1 or not 0 <= s.rank < s.world_size:
+            raise ConfigError(f"rank {s.rank} does not fit world_size {s.world_size}")
+        if s.batch_size % s.world_size:
+            raise ConfigError(f"batch_size {s.batch_size} does not divide among {s.world_size} ranks",
+                              hint=f"use a multiple of {s.world_size}")
 
     # -- helpers ------------------------------------------------------------------
     @property
@@ -173,13 +214,75 @@ class TorchTrainer:
 
     def _latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         gen = self.noise if generator is None else generator
-        shape = (int(n), self.setup.latent_dim)
+        # Training latents across ranks: every rank draws the global batch from the same
+        # stream and keeps its own rows, as one process drawing the whole batch would.
+        share = generator is None and self.world_size > 1
+        shape = (int(n) * (self.world_size if share else 1), self.setup.latent_dim)
         if self.setup.latent_distribution == "uniform":
-            return draw("uniform", shape, gen, self.torch_device, torch.float32) * 2 - 1  # U[-1, 1)
-        return draw("normal", shape, gen, self.torch_device, torch.float32)
+            z = draw("uniform", shape, gen, self.torch_device, torch.float32) * 2 - 1  # U[-1, 1)
+        else:
+            z = draw("normal", shape, gen, self.torch_device, torch.float32)
+        return z[self.rank * int(n): (self.rank + 1) * int(n)] if share else z
 
-    def _logits(self, d, x) -> torch.Tensor:
-        return d(x).reshape(x.shape[0])
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.torch_device.type, dtype=self._autocast_dtype)
+
+    def _backward_and_step(self, role: str, loss: torch.Tensor, **backward_kwargs) -> None:
+        """backward, all-reduce over ranks, unscale, clip, step: one network's update."""
+        opt = self.optimizers[role]
+        params = self._params[role]
+        scaler = self._scalers[role] if self._scalers else None
+        (scaler.scale(loss) if scaler else loss).backward(**backward_kwargs)
+        if self.world_size > 1:
+            distributed.all_reduce_mean([p.grad for p in params if p.grad is not None], self.world_size)
+        clip = self._settings(role).clip_grad_norm
+        if scaler:
+            if clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            if clip:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+
+    def _set_learning_rates(self) -> None:
+        for role in ROLES:
+            lr = self._settings(role).lr_at(self.step_count, self.setup.total_steps)
+            for group in self.optimizers[role].param_groups:
+                group["lr"] = lr
+
+    def learning_rates(self) -> dict[str, float]:
+        """The learning rates the next step uses (the schedules' value at ``step_count``)."""
+        return {role: self._settings(role).lr_at(self.step_count, self.setup.total_steps) for role in ROLES}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``ema = decay * ema + (1 - decay) * g`` (a copy before ``ema_start``); buffers copied."""
+        g, ema = self.nets["generator"], self.ema
+        decay = self.setup.ema_decay if self.step_count >= self.setup.ema_start else 0.0
+        ema_params, g_params = list(ema.parameters()), list(g.parameters())
+        if decay == 0.0:
+            torch._foreach_copy_(ema_params, g_params)
+        else:
+            torch._foreach_lerp_(ema_params, g_params, 1.0 - decay)
+        ema_buffers, g_buffers = list(ema.buffers()), list(g.buffers())
+        if ema_buffers:
+            torch._foreach_copy_(ema_buffers, g_buffers)
+
+    def _sampler(self) -> torch.nn.Module:
+        return self.ema if self.ema is not None else self.nets["generator"]
+
+    def _logits(self, d, x, labels=None) -> torch.Tensor:
+        return d(x, labels).reshape(x.shape[0])
+
+    def _labels(self, labels, shape, required: bool = False) -> torch.Tensor | None:
+        """Class labels as a long tensor on the device (None for unconditional nets)."""
+        arr = class_labels(labels, tuple(shape), self.num_classes, required=required)
+        return None if arr is None else torch.from_numpy(arr).to(self.torch_device)
 
     def _discriminator_fn(self, x):
         """D as a function samples -> logits (batch,), for the regularizers. Eager even
@@ -199,23 +302,25 @@ class TorchTrainer:
             net.train(was)
 
     # -- updates ------------------------------------------------------------------
-    def _d_update(self, real: torch.Tensor) -> _DUpdate:
+    def _d_update(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> _DUpdate:
+        # A conditional GAN's fakes take the real batch's labels.
         z = self._latent(real.shape[0])
-        with torch.no_grad():  # no graph through G: this update trains D only
-            fake = self._g(z)
-        real_logits = self._logits(self._d, real)
-        fake_logits = self._logits(self._d, fake)
-        d_loss = self.loss.discriminator(self.ops, real_logits, fake_logits)
-        total = d_loss
-        penalties = {}
-        for name, reg in self.regularizers.items():
-            p = reg(self.ops, self._discriminator_fn, real, fake)
-            penalties[name] = _scalar(p, f"regularizer {name!r}", self.torch_device)
-            total = total + p
-        opt = self.optimizers["discriminator"]
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        d_fn = self._discriminator_fn if labels is None else \
+            (lambda x: self.nets["discriminator"](x, labels).reshape(x.shape[0]))
+        with self._autocast():
+            with torch.no_grad():  # no graph through G: this update trains D only
+                fake = self._g(z, labels)
+            real_logits = self._logits(self._d, real, labels).float()
+            fake_logits = self._logits(self._d, fake, labels).float()
+            d_loss = self.loss.discriminator(self.ops, real_logits, fake_logits)
+            total = d_loss
+            penalties = {}
+            for name, reg in self.regularizers.items():
+                p = reg(self.ops, d_fn, real, fake.float())
+                penalties[name] = _scalar(p, f"regularizer {name!r}", self.torch_device)
+                total = total + p
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        self._backward_and_step("discriminator", total)
         return _DUpdate(
             loss=_scalar(d_loss, "the discriminator loss", self.torch_device),
             penalties=penalties,
@@ -223,37 +328,39 @@ class TorchTrainer:
             fake_logit=fake_logits.detach().mean().float(),
         )
 
-    def _g_update(self, batch_size: int, real: torch.Tensor | None) -> torch.Tensor:
+    def _g_update(self, batch_size: int, real: torch.Tensor | None, labels: torch.Tensor | None = None) -> torch.Tensor:
         needs_real = self.loss.meta.generator_needs_real
         if needs_real and real is None:
             raise ValueError(
                 f"{type(self.loss).__name__} reads the real logits in the generator loss; "
                 "pass real= to generator_step")
-        fake = self._g(self._latent(batch_size))
-        fake_logits = self._logits(self._d, fake)
-        real_logits = self._logits(self._d, real) if needs_real else None
-        g_loss = self.loss.generator(self.ops, fake_logits, real_logits)
-        g_params = list(self.nets["generator"].parameters())
-        opt = self.optimizers["generator"]
-        opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            fake = self._g(self._latent(batch_size), labels)
+            fake_logits = self._logits(self._d, fake, labels).float()
+            real_logits = self._logits(self._d, real, labels).float() if needs_real else None
+            g_loss = self.loss.generator(self.ops, fake_logits, real_logits)
+        self.optimizers["generator"].zero_grad(set_to_none=True)
         # Accumulate into G's parameters only; D's stay untouched (and are cleared).
-        g_loss.backward(inputs=g_params)
-        opt.step()
+        self._backward_and_step("generator", g_loss, inputs=self._params["generator"])
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         return _scalar(g_loss, "the generator loss", self.torch_device)
 
     # -- the Trainer protocol -----------------------------------------------------
-    def discriminator_step(self, real) -> float:
+    def discriminator_step(self, real, labels=None) -> float:
         """One discriminator update on ``real``; returns its loss (penalties excluded)."""
-        return float(self._d_update(self._real(real)).loss.item())
+        real = self._real(real)
+        return float(self._d_update(real, self._labels(labels, real.shape[:1], required=True)).loss.item())
 
-    def generator_step(self, batch_size: int, real=None) -> float:
+    def generator_step(self, batch_size: int, real=None, labels=None) -> float:
         """One generator update on ``batch_size`` latents; returns its loss."""
-        return float(self._g_update(batch_size, None if real is None else self._real(real)).item())
+        y = self._labels(labels, (batch_size,), required=True)
+        return float(self._g_update(batch_size, None if real is None else self._real(real), y).item())
 
-    def train_step(self, real_batches) -> StepResult:
+    def train_step(self, real_batches, labels=None) -> StepResult:
         """``n_critic`` D updates (one per leading slice of ``real_batches``), then one G
-        update with the last real batch. One host sync, at the end."""
+        update with the last real batch. One host sync, at the end. A class-conditional
+        GAN needs ``labels`` shaped like the batches' first two axes; its fakes take
+        the real batch's labels."""
         k = self.setup.n_critic
         batches = self._tensor(real_batches)
         if k == 1 and tuple(batches.shape[1:]) == self.sample_shape:
@@ -262,59 +369,91 @@ class TorchTrainer:
             raise DataError(
                 f"train_step expects real batches of shape (n_critic={k}, batch, "
                 f"{', '.join(map(str, self.sample_shape))}), got {tuple(batches.shape)}")
+        if self._scheduled:
+            self._set_learning_rates()
+        if self.num_classes is not None and labels is not None and k == 1 and np.ndim(labels) == 1:
+            labels = np.asarray(labels)[None]
+        y = self._labels(labels, tuple(batches.shape[:2]), required=True)
+        ys = [None] * k if y is None else list(y)
         for i in range(k):
-            d = self._d_update(batches[i])
-        g_loss = self._g_update(batches.shape[1], batches[-1])
+            d = self._d_update(batches[i], ys[i])
+        g_loss = self._g_update(batches.shape[1], batches[-1], ys[-1])
+        if self.world_size > 1 and self._buffers:  # DDP's broadcast_buffers, after the step
+            distributed.broadcast(self._buffers, self.world_size)
+        if self.ema is not None:
+            self._update_ema()
         self.step_count += 1
         names = [_extra_name(n) for n in d.penalties]
         values = torch.stack([d.loss, g_loss, *d.penalties.values(), d.real_logit, d.fake_logit])
+        if self.world_size > 1:  # every rank reports (and checks) the global means
+            distributed.all_reduce_mean([values], self.world_size)
         d_loss, g, *rest = values.cpu().tolist()  # the one device -> host sync of the step
         extras = dict(zip([*names, "real_logit", "fake_logit"], rest))
         return StepResult(step=self.step_count, d_loss=d_loss, g_loss=g, extras=extras)
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, seed: int | None = None, labels=None) -> np.ndarray:
         """``n`` samples in eval mode. With ``seed``, the same samples every call;
-        without, the next draws of a sampling stream separate from training noise."""
+        without, the next draws of a sampling stream separate from training noise.
+        A class-conditional generator takes ``labels`` (default: ``arange(n) % num_classes``)."""
         gen = self._sample_noise if seed is None else make_generator(self.torch_device, seed)
         z = self._latent(n, gen)
-        with self._eval("generator") as g:
-            return g(z).cpu().numpy()
+        return self._generate(z, self._labels(labels, (int(n),)))
 
-    def generate(self, z) -> np.ndarray:
-        """Generator outputs for latents ``z`` of shape (n, latent_dim), eval mode."""
+    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
+        if self.ema is not None:  # always in eval mode
+            with torch.no_grad():
+                return self.ema(z, labels).float().cpu().numpy()
+        with self._eval("generator") as g:
+            return g(z, labels).float().cpu().numpy()
+
+    def generate(self, z, labels=None) -> np.ndarray:
+        """Generator outputs for latents ``z`` of shape (n, latent_dim), eval mode
+        (class-conditional: ``labels`` as in :meth:`sample`)."""
         z = self._tensor(z)
         if z.ndim != 2 or z.shape[1] != self.setup.latent_dim:
             raise DataError(f"latents have shape {tuple(z.shape)}; expected (n, {self.setup.latent_dim})")
-        with self._eval("generator") as g:
-            return g(z).cpu().numpy()
+        return self._generate(z, self._labels(labels, tuple(z.shape[:1])))
 
-    def discriminate(self, x) -> np.ndarray:
-        """Discriminator logits, shape (n,), eval mode."""
+    def discriminate(self, x, labels=None) -> np.ndarray:
+        """Discriminator logits, shape (n,), eval mode (class-conditional: ``labels``
+        as in :meth:`sample`)."""
         x = self._real(x)
+        y = self._labels(labels, tuple(x.shape[:1]))
         with self._eval("discriminator") as d:
-            return self._logits(d, x).cpu().numpy()
+            return self._logits(d, x, y).cpu().numpy()
 
     # -- weights ------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameters and buffers of both nets, canonical layout, float32 numpy copies."""
-        return {f"{role}.{name}": value
-                for role in ROLES
-                for name, value in export_weights(self.nets[role], self.specs[role]).items()}
+        out = {f"{role}.{name}": value
+               for role in ROLES
+               for name, value in export_weights(self.nets[role], self.specs[role]).items()}
+        if self.ema is not None:
+            out.update({f"generator_ema.{name}": value
+                        for name, value in export_weights(self.ema, self.specs["generator"]).items()})
+        return out
 
     def load_state_dict(self, state) -> None:
-        """Load canonical weights (all checked before any is copied)."""
-        parts: dict[str, dict[str, np.ndarray]] = {role: {} for role in ROLES}
+        """Load canonical weights (all checked before any is copied). ``generator_ema.*``
+        entries load into the EMA generator (ignored without one); without them the EMA
+        generator starts as a copy of the generator."""
+        parts: dict[str, dict[str, np.ndarray]] = {role: {} for role in (*ROLES, "generator_ema")}
         for key, value in state.items():
             role, _, name = key.partition(".")
             if role not in parts or not name:
                 raise CheckpointError(
                     f"weights have unexpected parameter {key!r}",
-                    hint="names start with 'generator.' or 'discriminator.'")
+                    hint="names start with 'generator.', 'discriminator.' or 'generator_ema.'")
             parts[role][name] = value
         for role in ROLES:
             check_weights(self.specs[role], parts[role], prefix=f"{role}.")
+        if parts["generator_ema"]:
+            check_weights(self.specs["generator"], parts["generator_ema"], prefix="generator_ema.")
         for role in ROLES:
             load_weights(self.nets[role], self.specs[role], parts[role], prefix=f"{role}.")
+        if self.ema is not None:
+            load_weights(self.ema, self.specs["generator"], parts["generator_ema"] or parts["generator"],
+                         prefix="generator_ema.")
 
     def _counter(self, role):
         def hook(optimizer, args, kwargs):
@@ -347,6 +486,41 @@ class TorchTrainer:
         for role in ROLES:
             self.optimizer_steps[role] = load_optimizer_state(self.optimizers[role], *args[role])
 
+    # -- random state (for exact resumption) ---------------------------------------
+    def rng_state(self) -> dict[str, np.ndarray]:
+        """Training noise, sampling noise and torch's global generators (and the
+        float16 loss scales), as uint8 / float arrays."""
+        out = {"noise": self.noise.get_state().numpy().copy(),
+               "sample_noise": self._sample_noise.get_state().numpy().copy(),
+               "torch_global": torch.get_rng_state().numpy().copy()}
+        if self.torch_device.type == "cuda":
+            out["torch_cuda"] = torch.cuda.get_rng_state(self.torch_device).numpy().copy()
+        if self._scalers:
+            for role, scaler in self._scalers.items():
+                st = scaler.state_dict()
+                out[f"loss_scale.{role}"] = np.asarray([st.get("scale", 0.0), st.get("_growth_tracker", 0)],
+                                                       dtype=np.float64)
+        return out
+
+    def load_rng_state(self, state) -> None:
+        """Restore what :meth:`rng_state` returned (on this backend)."""
+        try:
+            self.noise.set_state(torch.as_tensor(np.asarray(state["noise"], dtype=np.uint8)))
+            self._sample_noise.set_state(torch.as_tensor(np.asarray(state["sample_noise"], dtype=np.uint8)))
+            torch.set_rng_state(torch.as_tensor(np.asarray(state["torch_global"], dtype=np.uint8)))
+            if "torch_cuda" in state and self.torch_device.type == "cuda":
+                torch.cuda.set_rng_state(torch.as_tensor(np.asarray(state["torch_cuda"], dtype=np.uint8)),
+                                         self.torch_device)
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"the random state cannot be restored: {exc}",
+                                  hint="it was written by another backend or torch version") from None
+        if self._scalers:
+            for role, scaler in self._scalers.items():
+                key = f"loss_scale.{role}"
+                if key in state:
+                    scale, tracker = np.asarray(state[key], dtype=np.float64).tolist()
+                    scaler.load_state_dict({**scaler.state_dict(), "scale": scale, "_growth_tracker": int(tracker)})
+
     def parameters_of(self, role: str) -> dict[str, np.ndarray]:
         """Trainable parameters of one net (canonical names, unprefixed, numpy copies)."""
         spec = self.specs[role]
@@ -355,4 +529,4 @@ class TorchTrainer:
 
     def __repr__(self) -> str:
         return (f"TorchTrainer(device={self.device!r}, step={self.step_count}, "
-                f"compile={self.setup.compile})")
+                f"compile={self.setup.compile}, precision={self.setup.precision!r}, ema={self.has_ema})")
