@@ -1,12 +1,17 @@
 """The checkpoint format: safetensors weights + a JSON manifest. No pickle anywhere.
 
-A checkpoint is two files side by side::
+A checkpoint is two files side by side (three when it can resume training)::
 
-    checkpoint.safetensors   weights in the canonical layout ("generator.0.weight", ...)
-    checkpoint.json          manifest: format, step, backend, versions, specs, config, sha256
+    checkpoint.safetensors        weights in the canonical layout ("generator.0.weight", ...,
+                                  and "generator_ema.*" when the run keeps an EMA generator)
+    checkpoint.state.safetensors  optimizer slots and random-number state (to resume)
+    checkpoint.json               manifest: format, step, backend, versions, specs, config,
+                                  sha256 of each file, data position
 
-Writes are atomic (temp file + rename), so an interrupted write leaves the previous
-checkpoint readable. Loading parses JSON and safetensors only; it never executes code.
+Writes are atomic (temp file + rename) and the manifest is written last, so an
+interrupted write leaves the previous checkpoint readable. A run directory keeps its
+periodic checkpoints as ``checkpoints/step_NNNNNNNN.*`` (the last N) and the final one as
+``checkpoint.*``. Loading parses JSON and safetensors only; it never executes code.
 """
 
 from __future__ import annotations
@@ -28,6 +33,23 @@ from gankit.protocol import StrictModel
 FORMAT = "gankit-checkpoint/1"
 WEIGHTS_SUFFIX = ".safetensors"
 MANIFEST_SUFFIX = ".json"
+STATE_SUFFIX = ".state.safetensors"
+PERIODIC_DIR = "checkpoints"
+EMA_PREFIX = "generator_ema."
+
+
+class TrainingState(StrictModel):
+    """What a checkpoint needs beyond the weights to resume training exactly."""
+
+    sha256: str
+    """Hash of the state file (``<base>.state.safetensors``)."""
+    tensors: dict[str, list[int]]
+    """Every state tensor's name and shape: ``optimizer.*`` (both optimizers, a format
+    every backend reads) and ``rng.*`` (the backend's random streams)."""
+    data_batches: int = Field(ge=0)
+    """Batches taken from the training data stream so far (resuming skips as many)."""
+    rng_backend: str
+    """The backend whose random state ``rng.*`` is (it loads only there)."""
 
 
 class Manifest(StrictModel):
@@ -51,6 +73,10 @@ class Manifest(StrictModel):
     """Every tensor's name and shape."""
     sha256: str
     """Hash of the weights file."""
+    ema: bool = False
+    """Whether the weights hold an EMA generator (``generator_ema.*``)."""
+    state: TrainingState | None = None
+    """Optimizer and random state for resuming (absent: weights only)."""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -67,12 +93,25 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _base(base: str | os.PathLike) -> Path:
+    p = Path(base)
+    if p.name.endswith(STATE_SUFFIX):
+        return p.with_name(p.name[: -len(STATE_SUFFIX)])
+    if p.suffix in (WEIGHTS_SUFFIX, MANIFEST_SUFFIX):
+        return p.with_suffix("")
+    return p
+
+
 def paths(base: str | os.PathLike) -> tuple[Path, Path]:
     """(weights, manifest) paths for a checkpoint base path or either file."""
-    p = Path(base)
-    if p.suffix in (WEIGHTS_SUFFIX, MANIFEST_SUFFIX):
-        p = p.with_suffix("")
-    return p.with_suffix(WEIGHTS_SUFFIX), p.with_suffix(MANIFEST_SUFFIX)
+    p = _base(base)
+    return p.with_name(p.name + WEIGHTS_SUFFIX), p.with_name(p.name + MANIFEST_SUFFIX)
+
+
+def state_path(base: str | os.PathLike) -> Path:
+    """The training-state file beside a checkpoint's manifest."""
+    p = _base(base)
+    return p.with_name(p.name + STATE_SUFFIX)
 
 
 def save(
@@ -85,22 +124,104 @@ def save(
     generator: NetSpec,
     discriminator: NetSpec,
     config: dict[str, Any],
+    optimizer_state: dict[str, np.ndarray] | None = None,
+    rng_state: dict[str, np.ndarray] | None = None,
+    data_batches: int = 0,
 ) -> Path:
     """Write a checkpoint; returns the manifest path. The manifest is written last,
-    so a manifest always describes a complete weights file."""
+    so a manifest always describes complete weights (and state) files.
+
+    With ``optimizer_state`` and ``rng_state`` the checkpoint can resume training; their
+    arrays keep their dtypes (the weights are stored as float32)."""
     from safetensors.numpy import save as st_save
 
     weights_path, manifest_path = paths(base)
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(weights.items())}
     blob = st_save(arrays, metadata={"format": FORMAT})
+    state = None
+    if optimizer_state is not None and rng_state is not None:
+        state_arrays = {**{f"optimizer.{k}": np.ascontiguousarray(v) for k, v in optimizer_state.items()},
+                        **{f"rng.{k}": np.ascontiguousarray(v) for k, v in rng_state.items()}}
+        state_blob = st_save(dict(sorted(state_arrays.items())), metadata={"format": FORMAT})
+        state = TrainingState(sha256=hashlib.sha256(state_blob).hexdigest(),
+                              tensors={k: list(v.shape) for k, v in sorted(state_arrays.items())},
+                              data_batches=data_batches, rng_backend=backend)
+        _atomic_write(state_path(base), state_blob)
     manifest = Manifest(
         step=step, backend=backend, versions=versions, generator=generator, discriminator=discriminator,
         config=config, tensors={k: list(v.shape) for k, v in arrays.items()},
-        sha256=hashlib.sha256(blob).hexdigest(),
+        sha256=hashlib.sha256(blob).hexdigest(), ema=any(k.startswith(EMA_PREFIX) for k in arrays),
+        state=state,
     )
     _atomic_write(weights_path, blob)
     _atomic_write(manifest_path, manifest.model_dump_json(indent=2).encode())
     return manifest_path
+
+
+def periodic_base(run_dir: str | os.PathLike, step: int) -> Path:
+    """Base path of the periodic checkpoint of ``step`` in a run directory."""
+    return Path(run_dir) / PERIODIC_DIR / f"step_{step:08d}"
+
+
+def periodic(run_dir: str | os.PathLike) -> list[Path]:
+    """The manifests of a run's periodic checkpoints, oldest first."""
+    folder = Path(run_dir) / PERIODIC_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"step_*{MANIFEST_SUFFIX}") if not p.name.startswith("."))
+
+
+def prune(run_dir: str | os.PathLike, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` periodic checkpoints; returns the deleted manifests.
+    A manifest is deleted first, so a half-pruned checkpoint is never mistaken for a whole one."""
+    old = periodic(run_dir)[: -keep] if keep > 0 else periodic(run_dir)
+    for manifest in old:
+        manifest.unlink(missing_ok=True)
+        for p in (paths(manifest)[0], state_path(manifest)):
+            p.unlink(missing_ok=True)
+    return old
+
+
+def latest(run_dir: str | os.PathLike) -> Path | None:
+    """The manifest of the newest checkpoint in a run directory: the final one or the
+    newest periodic one, whichever has the higher step (None if there is none)."""
+    candidates = [*periodic(run_dir)]
+    final = Path(run_dir) / f"checkpoint{MANIFEST_SUFFIX}"
+    if final.is_file():
+        candidates.append(final)
+    best, best_step = None, -1
+    for manifest in candidates:
+        try:
+            step = json.loads(manifest.read_text()).get("step", -1)
+        except (OSError, ValueError):
+            continue
+        if isinstance(step, int) and step >= best_step:
+            best, best_step = manifest, step
+    return best
+
+
+def load_state(path: str | os.PathLike, manifest: Manifest) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The (optimizer, rng) state of a resumable checkpoint, verified against its manifest."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    if manifest.state is None:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds weights only and cannot resume training",
+                              hint="resume from a run's periodic checkpoint (checkpoints/step_*.json)")
+    file = state_path(find(path))
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint state file {str(file)!r} is missing", hint="use an earlier checkpoint")
+    blob = file.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest.state.sha256:
+        raise CheckpointError(f"checkpoint state {str(file)!r} does not match its manifest (sha256 differs)",
+                              hint="the file is truncated or corrupt; use an earlier checkpoint")
+    try:
+        arrays = st_load(blob)
+    except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint state {str(file)!r} cannot be read: {exc}") from None
+    optimizer = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+    rng = {k[len("rng."):]: v for k, v in arrays.items() if k.startswith("rng.")}
+    return optimizer, rng
 
 
 def find(path: str | os.PathLike) -> Path:
@@ -108,9 +229,12 @@ def find(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.is_dir():
         candidate = p / f"checkpoint{MANIFEST_SUFFIX}"
-        if not candidate.is_file():
+        if candidate.is_file():
+            return candidate
+        newest = periodic(p)
+        if not newest:
             raise CheckpointError(f"run directory {str(p)!r} holds no checkpoint.json", hint="train to the end, or point at a checkpoint file")
-        return candidate
+        return newest[-1]
     return paths(p)[1]
 
 
@@ -143,14 +267,17 @@ def load(path: str | os.PathLike) -> tuple[Manifest, dict[str, np.ndarray]]:
     if got != manifest.tensors:
         diff = sorted(set(got) ^ set(manifest.tensors)) or sorted(k for k in got if got[k] != manifest.tensors[k])
         raise CheckpointError(f"checkpoint {str(weights_path)!r}: tensors differ from the manifest ({', '.join(diff[:3])})", hint="the file is corrupt")
-    expected = expected_shapes(manifest.generator, manifest.discriminator)
+    expected = expected_shapes(manifest.generator, manifest.discriminator, ema=manifest.ema)
     check_shapes(weights, expected, str(weights_path))
     return manifest, weights
 
 
-def expected_shapes(generator: NetSpec, discriminator: NetSpec) -> dict[str, tuple[int, ...]]:
+def expected_shapes(generator: NetSpec, discriminator: NetSpec, ema: bool = False) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
-    for role, spec in (("generator", generator), ("discriminator", discriminator)):
+    roles = [("generator", generator), ("discriminator", discriminator)]
+    if ema:
+        roles.append(("generator_ema", generator))
+    for role, spec in roles:
         for name, shape in {**spec.parameter_shapes(), **spec.buffer_shapes()}.items():
             out[f"{role}.{name}"] = tuple(shape)
     return out
