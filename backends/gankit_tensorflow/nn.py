@@ -3,6 +3,13 @@
 No Keras layers: each layer is a few TensorFlow ops on variables stored under their
 canonical names (``"<layer index>.<param>"``) in the canonical layouts, so weights move
 to and from the torch backend unchanged and both compute the same function.
+
+Images: the spec and the checkpoint are channel-first (NCHW); TensorFlow's CPU
+convolutions want NHWC. A net takes and returns NCHW tensors and works in NHWC inside:
+inputs are transposed once on the way in, outputs once on the way out, and flatten /
+reshape go through the canonical order so that flattened features line up with
+torch's. Conv kernels stay canonical in the variables (so optimizer slots, EMA and
+checkpoints need no conversion) and are transposed to TF's layout inside the graph.
 """
 
 from __future__ import annotations
@@ -20,7 +27,13 @@ from gankit.errors import CheckpointError  # noqa: E402
 from gankit.init import net_weights  # noqa: E402
 from gankit.nets import NetSpec  # noqa: E402
 
-SUPPORTED_LAYERS = ("dense", "activation", "batch_norm", "layer_norm", "reshape", "flatten")
+SUPPORTED_LAYERS = (
+    "dense", "conv2d", "conv_transpose2d", "upsample", "avg_pool2d", "global_pool", "activation", "dropout",
+    "batch_norm", "layer_norm", "reshape", "flatten", "embedding", "one_hot", "projection", "residual",
+)
+
+_TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+_KERNEL = [2, 3, 1, 0]  # canonical (out, in, kh, kw) -> (kh, kw, in, out); (in, out, kh, kw) -> (kh, kw, out, in)
 
 
 def _identifier(name: str) -> str:
@@ -28,17 +41,28 @@ def _identifier(name: str) -> str:
     return ident if ident and not ident[0].isdigit() else f"net_{ident}"
 
 
+def _is_image(shape) -> bool:
+    return len(shape) == 3
+
+
+def _l2_normalize(x, eps):
+    # torch.nn.functional.normalize: x / max(||x||, eps)
+    return x / tf.math.maximum(tf.norm(x), eps)
+
+
 class TensorFlowNet(tf.Module):
-    """A network built from a spec. Call it as ``net(x, training=False)``.
+    """A network built from a spec. Call it as ``net(x, training=False)``, or
+    ``net(x, training, labels)`` when the spec is class-conditional.
 
     ``params`` and ``buffers`` map canonical names to variables; ``parameters`` lists the
     trainable variables in canonical order (what optimizers update). The net starts
-    from gankit's ``default`` initialisation drawn with ``seed``.
+    from gankit's ``default`` initialisation drawn with ``seed``; dropout masks come
+    from a generator seeded with ``seed`` too.
     """
 
     def __init__(self, spec: NetSpec, dtype: str = "float32", seed: int = 0):
         super().__init__(name=_identifier(spec.name))
-        unknown = sorted({layer.kind for layer in spec.layers} - set(SUPPORTED_LAYERS))
+        unknown = sorted({layer.kind for _, layer, _ in spec.walk()} - set(SUPPORTED_LAYERS))
         if unknown:
             raise NotImplementedError(
                 f"the tensorflow backend cannot build layer kind(s) {unknown} of net {spec.name!r}; "
@@ -57,20 +81,95 @@ class TensorFlowNet(tf.Module):
                 k: tf.Variable(init[k], dtype=self.dtype, trainable=False, name=_identifier(k))
                 for k in spec.buffer_shapes()
             }
+            if any(layer.kind == "dropout" for _, layer, _ in spec.walk()):
+                self._dropout_rng = tf.random.Generator.from_seed(int(np.random.SeedSequence([seed, 0xD80]).generate_state(1)[0]))
         self.parameters = tuple(self.params[k] for k in spec.parameter_shapes())
 
-    def __call__(self, x, training: bool = False):
+    def __call__(self, x, training: bool = False, labels=None):
         x = tf.convert_to_tensor(x, dtype=self.dtype)
-        for i, layer in enumerate(self.spec.layers):
-            x = getattr(self, f"_layer_{layer.kind}")(i, layer, x, bool(training))
+        if self.spec.conditional:
+            if labels is None:
+                raise ValueError(f"net {self.spec.name!r} is class-conditional: call it with labels")
+            labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
+        if _is_image(self._shapes[0]):
+            x = tf.transpose(x, _TO_NHWC)
+        x = self._sequence(self.spec.layers, self._shapes, "", x, bool(training), labels)
+        if _is_image(self._shapes[-1]):
+            x = tf.transpose(x, _TO_NCHW)
         return x
 
-    # -- layers -------------------------------------------------------------------
-    def _layer_dense(self, i, layer, x, training):
-        y = tf.linalg.matmul(x, self.params[f"{i}.weight"])  # weight is (in, out)
-        return y + self.params[f"{i}.bias"] if layer.bias else y
+    def _sequence(self, layers, shapes, prefix, x, training, labels):
+        for i, layer in enumerate(layers):
+            x = getattr(self, f"_layer_{layer.kind}")(f"{prefix}{i}.", layer, shapes[i], x, training, labels)
+        return x
 
-    def _layer_activation(self, i, layer, x, training):
+    # -- spectral normalisation ---------------------------------------------------
+    def _weight(self, p, layer, training, rows_first, name="weight"):
+        """The layer's weight, divided by its spectral norm when the layer asks for it
+        (gankit's power iteration, see :class:`gankit.nets.SpectralNorm`)."""
+        w = self.params[p + name]
+        sn = getattr(layer, "spectral_norm", None)
+        if sn is None:
+            return w
+        u_var = self.buffers[f"{p}{name}_u"]
+        mat = rows_first(w)
+        frozen = tf.stop_gradient(mat)
+        u = tf.identity(u_var)
+        if training:
+            for _ in range(sn.n_power_iterations):
+                v = _l2_normalize(tf.linalg.matvec(frozen, u, transpose_a=True), sn.eps)
+                u = _l2_normalize(tf.linalg.matvec(frozen, v), sn.eps)
+            u = tf.stop_gradient(u)
+            u_var.assign(u)
+        else:
+            v = _l2_normalize(tf.linalg.matvec(frozen, u, transpose_a=True), sn.eps)
+        sigma = tf.reduce_sum(u * tf.linalg.matvec(mat, tf.stop_gradient(v)))
+        return w / sigma
+
+    # -- layers (x is NHWC for images) ----------------------------------------------
+    def _layer_dense(self, p, layer, shape, x, training, labels):
+        w = self._weight(p, layer, training, tf.transpose)  # weight is (in, out): rows are outputs
+        y = tf.linalg.matmul(x, w)
+        return y + self.params[p + "bias"] if layer.bias else y
+
+    def _layer_conv2d(self, p, layer, shape, x, training, labels):
+        w = self._weight(p, layer, training, lambda m: tf.reshape(m, [m.shape[0], -1]))
+        pad = layer.padding
+        y = tf.nn.conv2d(x, tf.transpose(w, _KERNEL), strides=layer.stride,
+                         padding=[[0, 0], [pad, pad], [pad, pad], [0, 0]] if pad else "VALID")
+        return tf.nn.bias_add(y, self.params[p + "bias"]) if layer.bias else y
+
+    def _layer_conv_transpose2d(self, p, layer, shape, x, training, labels):
+        w = self._weight(p, layer, training, lambda m: tf.reshape(tf.transpose(m, [1, 0, 2, 3]), [m.shape[1], -1]))
+        _, h, wd = shape
+        k, s, pad, extra = layer.kernel_size, layer.stride, layer.padding, layer.output_padding
+        # The full scatter is (in - 1) * s + k; torch crops `pad` at the top/left and
+        # `pad - output_padding` at the bottom/right, so grow the full output by the
+        # rows that crop would lack (fewer than s: TF accepts them for VALID padding).
+        grow = max(0, extra - pad)
+        full_h, full_w = (h - 1) * s + k + grow, (wd - 1) * s + k + grow
+        out_h, out_w = (h - 1) * s - 2 * pad + k + extra, (wd - 1) * s - 2 * pad + k + extra
+        batch = tf.shape(x)[0]
+        y = tf.nn.conv2d_transpose(x, tf.transpose(w, _KERNEL), output_shape=tf.stack([batch, full_h, full_w, layer.channels]),
+                                   strides=s, padding="VALID")
+        if pad or grow:
+            y = y[:, pad : pad + out_h, pad : pad + out_w, :]
+        return tf.nn.bias_add(y, self.params[p + "bias"]) if layer.bias else y
+
+    def _layer_upsample(self, p, layer, shape, x, training, labels):
+        c, h, w = shape
+        s = layer.scale_factor
+        y = tf.broadcast_to(x[:, :, None, :, None, :], tf.stack([tf.shape(x)[0], h, s, w, s, c]))
+        return tf.reshape(y, [-1, h * s, w * s, c])
+
+    def _layer_avg_pool2d(self, p, layer, shape, x, training, labels):
+        return tf.nn.avg_pool2d(x, layer.kernel_size, layer.stride or layer.kernel_size, "VALID")
+
+    def _layer_global_pool(self, p, layer, shape, x, training, labels):
+        reduce = tf.math.reduce_sum if layer.mode == "sum" else tf.math.reduce_mean
+        return reduce(x, axis=[1, 2])
+
+    def _layer_activation(self, p, layer, shape, x, training, labels):
         fn = layer.fn
         if fn == "relu":
             return tf.nn.relu(x)
@@ -82,36 +181,83 @@ class TensorFlowNet(tf.Module):
             return tf.math.sigmoid(x)
         return tf.identity(x)
 
-    def _layer_batch_norm(self, i, layer, x, training):
-        weight, bias = self.params[f"{i}.weight"], self.params[f"{i}.bias"]
-        running_mean, running_var = self.buffers[f"{i}.running_mean"], self.buffers[f"{i}.running_var"]
+    def _layer_dropout(self, p, layer, shape, x, training, labels):
+        if not training or layer.rate == 0:
+            return x
+        keep = self._dropout_rng.uniform(tf.shape(x), dtype=x.dtype) >= layer.rate
+        return tf.where(keep, x / (1.0 - layer.rate), tf.zeros_like(x))
+
+    def _layer_batch_norm(self, p, layer, shape, x, training, labels):
+        weight, bias = self.params[p + "weight"], self.params[p + "bias"]
+        running_mean, running_var = self.buffers[p + "running_mean"], self.buffers[p + "running_var"]
         if not training:
             return (x - running_mean) / tf.math.sqrt(running_var + layer.eps) * weight + bias
-        if x.shape[0] == 1:
+        if x.shape[0] == 1 and not _is_image(shape):
             raise ValueError(
-                f"batch_norm layer {i} of {self.spec.name!r} needs more than one sample per batch in training"
+                f"batch_norm layer {p[:-1]} of {self.spec.name!r} needs more than one sample per batch in training"
             )
-        mean = tf.math.reduce_mean(x, axis=0)
+        axes = [0, 1, 2] if _is_image(shape) else [0]  # one statistic per channel (last axis in NHWC)
+        mean = tf.math.reduce_mean(x, axis=axes)
         # Normalise with the biased batch variance (divide by n), as torch does ...
-        var = tf.math.reduce_mean(tf.math.square(x - mean), axis=0)
+        var = tf.math.reduce_mean(tf.math.square(x - mean), axis=axes)
         # ... but track the unbiased one (divide by n - 1) in the running statistics.
-        n = tf.cast(tf.shape(x)[0], self.dtype)
+        n = tf.cast(tf.size(x) // tf.shape(x)[-1], self.dtype)
         momentum = tf.constant(layer.momentum, self.dtype)
         running_mean.assign((1 - momentum) * running_mean + momentum * tf.stop_gradient(mean))
         running_var.assign((1 - momentum) * running_var + momentum * tf.stop_gradient(var * n / (n - 1)))
         return (x - mean) / tf.math.sqrt(var + layer.eps) * weight + bias
 
-    def _layer_layer_norm(self, i, layer, x, training):
-        mean = tf.math.reduce_mean(x, axis=-1, keepdims=True)
-        var = tf.math.reduce_mean(tf.math.square(x - mean), axis=-1, keepdims=True)  # biased
-        return (x - mean) / tf.math.sqrt(var + layer.eps) * self.params[f"{i}.weight"] + self.params[f"{i}.bias"]
+    def _layer_layer_norm(self, p, layer, shape, x, training, labels):
+        weight, bias = self.params[p + "weight"], self.params[p + "bias"]
+        axes = list(range(1, len(shape) + 1))
+        if _is_image(shape):  # canonical (C, H, W) scale and shift, NHWC tensor
+            weight, bias = tf.transpose(weight, [1, 2, 0]), tf.transpose(bias, [1, 2, 0])
+        mean = tf.math.reduce_mean(x, axis=axes, keepdims=True)
+        var = tf.math.reduce_mean(tf.math.square(x - mean), axis=axes, keepdims=True)  # biased
+        return (x - mean) / tf.math.sqrt(var + layer.eps) * weight + bias
 
-    def _layer_reshape(self, i, layer, x, training):
-        # Row-major, like torch, so (C, H, W) layouts agree between backends.
-        return tf.reshape(x, [tf.shape(x)[0], *layer.shape])
+    def _to_canonical(self, x, shape):
+        return tf.transpose(x, _TO_NCHW) if _is_image(shape) else x
 
-    def _layer_flatten(self, i, layer, x, training):
-        return tf.reshape(x, [tf.shape(x)[0], math.prod(self._shapes[i])])
+    def _layer_reshape(self, p, layer, shape, x, training, labels):
+        # Row-major in the canonical (C, H, W) order, like torch.
+        y = tf.reshape(self._to_canonical(x, shape), [-1, *layer.shape])
+        return tf.transpose(y, _TO_NHWC) if _is_image(layer.shape) else y
+
+    def _layer_flatten(self, p, layer, shape, x, training, labels):
+        return tf.reshape(self._to_canonical(x, shape), [-1, math.prod(shape)])
+
+    def _join(self, x, extra, shape, combine):
+        extra = tf.cast(extra, x.dtype)
+        if _is_image(shape):
+            extra = extra[:, None, None, :]
+            if combine == "concat":
+                extra = tf.broadcast_to(extra, tf.stack([tf.shape(x)[0], shape[1], shape[2], tf.shape(extra)[-1]]))
+        return tf.concat([x, extra], axis=-1) if combine == "concat" else x * extra
+
+    def _layer_embedding(self, p, layer, shape, x, training, labels):
+        table = self._weight(p, layer, training, lambda m: m)
+        return self._join(x, tf.gather(table, labels), shape, layer.combine)
+
+    def _layer_one_hot(self, p, layer, shape, x, training, labels):
+        return self._join(x, tf.one_hot(labels, layer.num_classes, dtype=x.dtype), shape, "concat")
+
+    def _layer_projection(self, p, layer, shape, x, training, labels):
+        y = tf.linalg.matmul(x, self._weight(p, layer, training, tf.transpose))
+        if layer.bias:
+            y = y + self.params[p + "bias"]
+        e = tf.gather(self._weight(p, layer, training, lambda m: m, "embedding"), labels)
+        return y + tf.math.reduce_sum(e * x, axis=1, keepdims=True)
+
+    def _layer_residual(self, p, layer, shape, x, training, labels):
+        branches = {"body": ([], []), "shortcut": ([], [])}
+        for sub_prefix, sub, sub_shape in layer.sublayers(shape):
+            layers, shapes = branches[sub_prefix.split(".")[0]]
+            layers.append(sub)
+            shapes.append(sub_shape)
+        body = self._sequence(branches["body"][0], branches["body"][1], p + "body.", x, training, labels)
+        skip = self._sequence(branches["shortcut"][0], branches["shortcut"][1], p + "shortcut.", x, training, labels)
+        return body + skip
 
 
 def build_net(spec: NetSpec, dtype: str = "float32", seed: int = 0) -> TensorFlowNet:
