@@ -130,6 +130,50 @@ def presets():
         out.print(f"{name:12s} {read_preset(name).get('description', '')}".rstrip(), markup=False)
 
 
+@app.command()
+@click.option("--backend", "-b", "backends", multiple=True, metavar="NAME",
+              help="A backend to check (repeatable; default: every installed one).")
+@click.option("--loss", "losses", multiple=True, metavar="NAME",
+              help='Check only this loss (repeatable): NAME or NAME:{"param": value}.')
+@click.option("--regularizer", "regularizers", multiple=True, metavar="NAME", help="Check only this regularizer (repeatable).")
+@click.option("--architecture", "architectures", multiple=True, metavar="NAME", help="Check only this architecture (repeatable).")
+@click.option("--training/--no-training", default=None,
+              help="Check the backends' training steps (default: only when no plugin is selected).")
+@click.option("--check", "checks", multiple=True, metavar="GLOB", help="Only checks whose name matches, e.g. 'loss.*' (repeatable).")
+@click.option("--dtype", "dtypes", multiple=True, metavar="DTYPE", help="Only these dtypes: float32, float64, float16, bfloat16.")
+@click.option("--json", "json_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the full report (every case, with details) as JSON.")
+@click.option("--thorough", is_flag=True, help="The thorough hypothesis profile: many random examples, shrunk failures.")
+@click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
+def conformance(backends, losses, regularizers, architectures, training, checks, dtypes, json_path, thorough, list_checks):
+    """Check every backend and plugin against the same GAN mathematics.
+
+    Without options: every installed backend x every registered loss, regularizer and
+    architecture, plus each backend's training step. Exit status 1 if any check fails.
+    """
+    from gankit.conformance import CHECKS, Suite
+
+    if list_checks:
+        for spec in CHECKS.values():
+            scope = "across backends" if spec.across else ", ".join(spec.dtypes) or "float32 trainers"
+            out.print(f"{spec.name:40s} {spec.doc} [{scope}]", markup=False)
+        return 0
+    suite = Suite(backends=backends or None, losses=losses or None, regularizers=regularizers or None,
+                  architectures=architectures or None, training=training, checks=checks or None,
+                  dtypes=dtypes or None, profile="thorough" if thorough else "ci")
+    cases = suite.cases()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("conformance"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  console=err, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("", total=len(cases))
+        report = suite.run(on_result=lambda r: bar.update(task, advance=1, description=escape(f"{r.check} {r.subject}")))
+    report.render(out)
+    if json_path is not None:
+        out.print(f"wrote {report.write_json(json_path)}", markup=False)
+    return report.exit_status
+
+
 @app.group("config")
 def config_group():
     """Validate configs and print their schema."""

@@ -1,0 +1,168 @@
+"""Checks every architecture must pass: shapes, parameter counts, one function everywhere.
+
+An architecture is built for both roles at the first data shape its factory accepts
+(or the one its record's ``metadata["conformance"]`` names), then each backend builds
+a trainer from the two specs. Given the same canonical weights, every backend must
+compute the same generator and discriminator outputs to float32 tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gankit.conformance.core import check, fail, require
+from gankit.conformance.numerics import fmt
+from gankit.conformance.training import build
+from gankit.init import initial_weights
+
+#: Data shapes tried in order when the record does not name one: toy points first,
+#: then small images (channels first).
+CANDIDATE_SHAPES = ((2,), (1, 28, 28), (3, 32, 32), (1, 32, 32), (3, 64, 64))
+LATENT_DIM = 16
+N = 4
+
+
+def build_specs(record, params, hints: dict | None = None):
+    """``(generator_spec, discriminator_spec, data_shape, latent_dim)`` for an architecture.
+
+    ``hints`` (``metadata["conformance"]``) may give ``data_shape`` and ``latent_dim``.
+    Raises ValueError naming every shape tried when none works.
+    """
+    hints = hints or {}
+    latent = int(hints.get("latent_dim", LATENT_DIM))
+    shapes = [tuple(hints["data_shape"])] if "data_shape" in hints else list(CANDIDATE_SHAPES)
+    roles = getattr(record, "roles", ("generator", "discriminator"))
+    errors = []
+    for shape in shapes:
+        try:
+            g = record.factory(params, role="generator", input_shape=(latent,), output_shape=shape) \
+                if "generator" in roles else None
+            d = record.factory(params, role="discriminator", input_shape=shape, output_shape=(1,)) \
+                if "discriminator" in roles else None
+        except Exception as exc:
+            errors.append(f"{shape}: {type(exc).__name__}: {exc}")
+            continue
+        return g, d, shape, latent
+    raise ValueError("its factory accepted none of the data shapes tried (" + "; ".join(errors)[:600] + ")")
+
+
+def _trainer(ctx, handle):
+    """One trainer per (architecture, backend), cached for the run."""
+    s = ctx.subject
+    key = ("architecture", s.label, handle.name)
+    cache = ctx.suite.cache
+    if key not in cache:
+        try:
+            cache[key] = build(handle, generator=s.generator, discriminator=s.discriminator,
+                               latent_dim=s.latent_dim, penalty=False)
+        except Exception as exc:
+            cache[key] = exc
+    if isinstance(cache[key], Exception):
+        exc = cache[key]
+        fail(f"{handle.name} could not build the architecture: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}")
+    return cache[key]
+
+
+def _weights(s, seed: int = 1) -> dict[str, np.ndarray]:
+    """Random canonical weights, with non-trivial batch-norm statistics."""
+    weights = initial_weights(s.generator, s.discriminator, "default", seed)
+    rng = np.random.default_rng(seed)
+    for key, value in weights.items():
+        if key.endswith("running_var"):
+            weights[key] = rng.uniform(0.5, 2.0, value.shape).astype(np.float32)
+        elif key.endswith("running_mean"):
+            weights[key] = rng.normal(0.0, 0.2, value.shape).astype(np.float32)
+    return weights
+
+
+def _inputs(s):
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(N, s.latent_dim)).astype(np.float32)
+    x = rng.normal(size=(N, *s.data_shape)).astype(np.float32)
+    return z, x
+
+
+@check("architecture.shapes_dtypes", "generator outputs (n, *data_shape) and the discriminator (n,), float32, finite")
+def shapes_dtypes(ctx):
+    s = ctx.subject
+    require(tuple(s.generator.output_shape) == tuple(s.data_shape),
+            f"the generator spec outputs {s.generator.output_shape}, the data shape is {s.data_shape}")
+    require(math.prod(s.discriminator.output_shape) == 1,
+            f"the discriminator spec outputs {s.discriminator.output_shape}, not one logit")
+    t = _trainer(ctx, ctx.backend)
+    z, x = _inputs(s)
+    fake = np.asarray(t.generate(z))
+    logits = np.asarray(t.discriminate(x))
+    for what, got, shape in (("generate", fake, (N, *s.data_shape)), ("discriminate", logits, (N,))):
+        require(got.shape == shape, f"{what} returned shape {got.shape}, expected {shape}")
+        require(got.dtype == np.float32, f"{what} returned dtype {got.dtype}, expected float32")
+        require(bool(np.all(np.isfinite(got))), f"{what} returned non-finite values {fmt(got)}")
+    return f"data {s.data_shape}, latent {s.latent_dim}"
+
+
+def _layout(ctx, t) -> dict[str, tuple]:
+    s = ctx.subject
+    state = t.state_dict()
+    got = {k: tuple(np.shape(v)) for k, v in state.items()}
+    want = {}
+    for role, spec in (("generator", s.generator), ("discriminator", s.discriminator)):
+        want.update({f"{role}.{k}": tuple(v) for k, v in {**spec.parameter_shapes(), **spec.buffer_shapes()}.items()})
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    require(not missing and not extra,
+            f"state_dict on {ctx.backend.name} misses {missing[:6]} and has unexpected {extra[:6]}")
+    wrong = [f"{k}: {got[k]} != {want[k]}" for k in want if got[k] != want[k]]
+    require(not wrong, f"state_dict shapes on {ctx.backend.name} differ from the spec: {wrong[:6]}")
+    return got
+
+
+@check("architecture.parameter_count", "the backend holds exactly the spec's parameters, by canonical name and shape")
+def parameter_count(ctx):
+    s = ctx.subject
+    _layout(ctx, _trainer(ctx, ctx.backend))
+    return f"{s.generator.parameter_count()} + {s.discriminator.parameter_count()} parameters"
+
+
+@check("architecture.parameter_count_agrees", "every backend has the same parameter count and layout", across=True)
+def parameter_count_agrees(ctx):
+    counts = {}
+    for handle in ctx.backends:
+        layout = _layout(_Bound(ctx, handle), _trainer(ctx, handle))
+        counts[handle.name] = sum(math.prod(v) for v in layout.values())
+    require(len(set(counts.values())) == 1, f"parameter + buffer counts differ: {counts}")
+    return f"{next(iter(counts.values()))} values on each"
+
+
+@check("architecture.same_function", "given the same weights, every backend computes the same G and D "
+       "(float32 tolerance)", across=True)
+def same_function(ctx):
+    s = ctx.subject
+    weights = _weights(s)
+    z, x = _inputs(s)
+    outputs = {}
+    for handle in ctx.backends:
+        t = _trainer(ctx, handle)
+        t.load_state_dict(weights)
+        fake = np.asarray(t.generate(z), np.float64)
+        outputs[handle.name] = (fake, np.asarray(t.discriminate(x), np.float64),
+                                np.asarray(t.discriminate(fake.astype(np.float32)), np.float64))
+    first, *others = outputs
+    worst = 0.0
+    for other in others:
+        for what, a, b in zip(("generate(z)", "discriminate(x)", "discriminate(generate(z))"),
+                              outputs[first], outputs[other]):
+            scale = max(1.0, float(np.max(np.abs(a))))
+            diff = float(np.max(np.abs(a - b)))
+            worst = max(worst, diff / scale)
+            if diff > 1e-4 * scale:
+                fail(f"{what} differs between {first} and {other} by {diff:.3g} (tolerance {1e-4 * scale:.3g}): "
+                     f"{fmt(a)} vs {fmt(b)}")
+    return f"max relative difference {worst:.2g}"
+
+
+class _Bound:
+    """A context whose single backend is ``handle`` (for helpers that read ctx.backend)."""
+
+    def __init__(self, ctx, handle):
+        self.subject, self.suite, self.backend = ctx.subject, ctx.suite, handle

@@ -1,0 +1,102 @@
+"""What a check function receives: the case, and helpers to evaluate on a backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gankit.conformance.numerics import TOLERANCES, Tolerance, as_float64, round_to
+from gankit.conformance.strategies import LOW_PRECISION_SHARE, PROFILES, draw_examples, run_property
+from gankit.ops import NumpyOps
+
+#: The numpy reference every loss is evaluated with (forward only, float64).
+REFERENCE_OPS = NumpyOps(seed=0, dtype="float64")
+SIDES = ("discriminator", "generator")
+
+
+def call_loss(loss, ops, side: str, real, fake):
+    """One side of a loss. The generator gets the real logits only when its metadata
+    says it reads them, as a trainer would call it."""
+    if side == "discriminator":
+        return loss.discriminator(ops, real, fake)
+    return loss.generator(ops, fake, real if loss.meta.generator_needs_real else None)
+
+
+@dataclass
+class Evaluation:
+    """A loss value and its gradients with respect to both logit batches (float64)."""
+
+    value: float
+    real: np.ndarray
+    fake: np.ndarray
+
+
+def reference(loss, side: str, real, fake) -> float:
+    """The loss evaluated with the numpy reference ops in float64."""
+    return float(np.asarray(call_loss(loss, REFERENCE_OPS, side, np.asarray(real, np.float64),
+                                      np.asarray(fake, np.float64))))
+
+
+class Context:
+    """The case being run, with evaluation helpers bound to its backend and dtype."""
+
+    def __init__(self, case):
+        self.case = case
+        self.spec = case.spec
+        self.subject = case.subject
+        self.backends = case.backends
+        self.backend = case.backends[0] if case.backends else None
+        self.dtype = case.dtype
+        self.suite = case.suite
+
+    @property
+    def tol(self) -> Tolerance:
+        return TOLERANCES[self.dtype or "float32"]
+
+    @property
+    def where(self) -> str:
+        b = "across " + "/".join(h.name for h in self.backends) if self.spec.across else self.backend.name
+        return f"{b} {self.dtype}".strip()
+
+    def round(self, *xs):
+        return tuple(round_to(x, self.dtype) for x in xs)
+
+    def forall(self, strategy, body, *, share: float = 1.0, key: str = "") -> None:
+        """Run ``body`` over hypothesis examples under the suite's profile.
+
+        Under the derandomised ``ci`` profile the examples depend only on the check,
+        the dtype, whether batch sizes may differ, and ``key`` (which names the
+        strategy when a check uses several): they are drawn once and replayed for
+        every backend and subject, so hypothesis's own cost is paid once per check.
+        Other profiles run a fresh ``@given`` per case, with shrinking.
+        """
+        profile = self.suite.profile
+        n = int(round(max(1.0, PROFILES[profile]["max_examples"] * share
+                          * (LOW_PRECISION_SHARE if self.dtype in ("float16", "bfloat16") else 1.0))))
+        if not PROFILES[profile]["derandomize"]:
+            run_property(strategy, body, profile=profile, key=self.case.id, examples=n)
+            return
+        equal = getattr(self.subject, "unequal_sizes_ok", None)
+        cache_key = (self.spec.name, key, self.dtype, equal, n)
+        examples = self.suite.cache.get(cache_key)
+        if examples is None:
+            examples = draw_examples(strategy, profile=profile, key="/".join(map(str, cache_key)), examples=n)
+            self.suite.cache[cache_key] = examples
+        for example in examples:
+            body(example)
+
+    # -- losses -------------------------------------------------------------------
+    def evaluate(self, side: str, real, fake, backend=None, dtype: str | None = None) -> Evaluation:
+        """Value and gradients of one side of the subject loss on a backend."""
+        handle = backend or self.backend
+        dtype = dtype or self.dtype
+        ops = handle.ops(dtype)
+        loss = self.subject.loss
+        value, grads = ops.value_and_grad(lambda r, f: call_loss(loss, ops, side, r, f),
+                                          np.asarray(real, np.float64), np.asarray(fake, np.float64), dtype=dtype)
+        g_real, g_fake = (as_float64(g) for g in grads)
+        return Evaluation(float(value), g_real.reshape(np.shape(real)), g_fake.reshape(np.shape(fake)))
+
+    def reference(self, side: str, real, fake) -> float:
+        return reference(self.subject.loss, side, real, fake)
