@@ -43,17 +43,25 @@ def app(debug: bool):
 @_preset_option
 @_set_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], quiet: bool):
-    """Train a GAN; write samples, metrics and a checkpoint into a run directory.
+@click.option("--resume", "-r", "resume", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Continue the run in this directory from its newest checkpoint (--set applies on top of its config).")
+def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], quiet: bool, resume: Optional[Path]):
+    """Train a GAN; write samples, metrics, TensorBoard files and checkpoints into a run directory.
 
-    CONFIG is a .toml, .yaml or .json file; without it the ring8 preset trains.
+    CONFIG is a .toml, .yaml or .json file; without it the ring8 preset trains. Under
+    torchrun (or with TF_CONFIG) every process trains its share; rank 0 writes.
     """
     from gankit.training import train as run_training
 
-    run = run_training(config, preset=preset, overrides=set_, progress=not quiet and sys.stderr.isatty())
+    run = run_training(config, preset=preset, overrides=set_, progress=not quiet and sys.stderr.isatty(),
+                       resume=resume)
+    if run.rank != 0:
+        return
     m = run.metrics
+    since = f" (resumed at step {run.resumed_from})" if run.resumed_from else ""
+    procs = f", {run.world_size} processes" if run.world_size > 1 else ""
     out.print(
-        f"trained {run.steps} steps on {run.backend} ({run.device}) in {run.seconds:.1f}s: "
+        f"trained {run.steps} steps{since} on {run.backend} ({run.device}{procs}) in {run.seconds:.1f}s: "
         f"d_loss {m.get('d_loss', float('nan')):.4f}, g_loss {m.get('g_loss', float('nan')):.4f}"
     )
     out.print(f"run directory: {run.directory}")
