@@ -76,10 +76,20 @@ def latents(n: int, dim: int, distribution: str, seed: int) -> np.ndarray:
 
 
 def generate(exp: "Experiment", n: int, seed: int, batch_size: int = 1000) -> np.ndarray:
-    """``n`` generated samples for evaluation, in batches, from numpy latents."""
+    """``n`` generated samples for evaluation, in batches, from numpy latents (and, for a
+    class-conditional generator, every class in turn: ``0, 1, ..., k-1, 0, ...``)."""
     z = latents(n, exp.config.latent.dim, exp.config.latent.distribution, seed)
-    return np.concatenate([np.asarray(exp.trainer.generate(z[s : s + batch_size]), dtype=np.float32)
-                           for s in range(0, n, batch_size)])
+    labels = None
+    if getattr(exp.generator, "conditional", False):
+        classes = exp.dataset.num_classes or getattr(exp.generator, "num_classes", None)
+        if not classes:
+            raise ConfigError("a class-conditional generator needs a labelled dataset to be evaluated")
+        labels = np.arange(n, dtype=np.int64) % classes
+    out = []
+    for s in range(0, n, batch_size):
+        args = (z[s : s + batch_size],) if labels is None else (z[s : s + batch_size], labels[s : s + batch_size])
+        out.append(np.asarray(exp.trainer.generate(*args), dtype=np.float32))
+    return np.concatenate(out)
 
 
 def _extractor_factory(registry: Registry, params_by_name: dict[str, dict[str, Any]]):
@@ -127,15 +137,18 @@ def evaluate(exp: "Experiment", *, num_samples: int | None = None, metrics: list
                       generator="ema" if _uses_ema(exp.trainer) else "generator", higher_is_better=better)
 
 
-def maybe_evaluate(exp: "Experiment", step: int, directory: Path) -> Evaluation | None:
+def maybe_evaluate(exp: "Experiment", step: int, directory: Path, board=None) -> Evaluation | None:
     """During training: evaluate every ``evaluation.every`` steps and at the last step,
-    appending to ``eval.jsonl``; otherwise do nothing."""
+    appending to ``eval.jsonl`` (and to ``board.scalars(step, {...})``, the TensorBoard
+    writer, as ``eval/<key>``); otherwise do nothing."""
     every = exp.config.evaluation.every
     if not every or (step % every and step != exp.config.training.steps):
         return None
     result = evaluate(exp, step=step)
     with (Path(directory) / EVAL_LOG).open("a") as fh:
         fh.write(json.dumps(result.to_json()) + "\n")
+    if board is not None:
+        board.scalars(step, {f"eval/{k}": v for k, v in result.metrics.items()})
     return result
 
 

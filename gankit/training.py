@@ -439,7 +439,7 @@ def train(
                         checkpoint.prune(directory, t.checkpoint_keep)
                     group.barrier()
                 if main:
-                    evaluation.maybe_evaluate(exp, step, directory)  # every evaluation.every steps -> eval.jsonl
+                    evaluation.maybe_evaluate(exp, step, directory, board)  # every evaluation.every steps -> eval.jsonl
         seconds = time.perf_counter() - start
         ckpt = directory / "checkpoint.json"
         if main:

@@ -113,3 +113,24 @@ def test_a_torch_run_evaluates_on_tensorflow(tmp_path):
     torch_result, _ = evaluate_run(run.directory, out=tmp_path / "t.json")
     tf_result, _ = evaluate_run(run.directory, backend="tensorflow", out=tmp_path / "tf.json")
     assert tf_result.metrics == pytest.approx(torch_result.metrics, rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.torch
+def test_evaluation_results_go_to_the_board(tmp_path):
+    pytest.importorskip("torch")
+    from gankit.evaluation import maybe_evaluate
+    from gankit.training import build
+
+    class Board:
+        def __init__(self):
+            self.logged = []
+
+        def scalars(self, step, values):
+            self.logged.append((step, values))
+
+    exp = build(gankit.load_config(tiny(tmp_path, every=5, metrics=[{"name": "modes"}])))
+    board = Board()
+    assert maybe_evaluate(exp, 3, tmp_path, board) is None and board.logged == []
+    result = maybe_evaluate(exp, 5, tmp_path, board)
+    assert board.logged == [(5, {f"eval/{k}": v for k, v in result.metrics.items()})]
+    assert "eval/high_quality" in board.logged[0][1]
