@@ -140,8 +140,9 @@ def save(
     blob = st_save(arrays, metadata={"format": FORMAT})
     state = None
     if optimizer_state is not None and rng_state is not None:
-        state_arrays = {**{f"optimizer.{k}": np.ascontiguousarray(v) for k, v in optimizer_state.items()},
-                        **{f"rng.{k}": np.ascontiguousarray(v) for k, v in rng_state.items()}}
+        # np.array, not np.ascontiguousarray: that turns 0-d arrays (step counts) into 1-d.
+        state_arrays = {**{f"optimizer.{k}": np.array(v, order="C") for k, v in optimizer_state.items()},
+                        **{f"rng.{k}": np.array(v, order="C") for k, v in rng_state.items()}}
         state_blob = st_save(dict(sorted(state_arrays.items())), metadata={"format": FORMAT})
         state = TrainingState(sha256=hashlib.sha256(state_blob).hexdigest(),
                               tensors={k: list(v.shape) for k, v in sorted(state_arrays.items())},
