@@ -34,7 +34,26 @@ from gankit.metrics import (
     mode_statistics,
     precision_recall,
 )
-from gankit.nets import Activation, BatchNorm, Dense, Flatten, LayerNorm, NetSpec, Reshape
+from gankit.nets import (
+    Activation,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    ConvTranspose2d,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalPool,
+    LayerNorm,
+    NetSpec,
+    OneHot,
+    Projection,
+    Reshape,
+    Residual,
+    SpectralNorm,
+    Upsample,
+)
 from gankit.ops import NumpyOps, Ops
 from gankit.plugins import PluginWarning, Registry, get_backend, get_registry
 from gankit.protocol import (
@@ -67,6 +86,21 @@ __version__ = "0.1.0"
 def list_plugins(kind: str | None = None):
     """Every registered plugin (optionally of one kind), with its distribution."""
     return get_registry().entries(kind)
+
+
+def load_checkpoint(path, backend=None, **kwargs):
+    """Rebuild a checkpoint's GAN on any backend (default: the one that wrote it); returns
+    a :class:`gankit.restore.LoadedGAN` with ``sample``, ``generate`` and the trainer."""
+    from gankit.restore import load_checkpoint as _load
+
+    return _load(path, backend, **kwargs)
+
+
+def export_onnx(checkpoint, out, **kwargs):
+    """Export a checkpoint's generator to ONNX (see :mod:`gankit.export`)."""
+    from gankit.export import export_onnx as _export
+
+    return _export(checkpoint, out, **kwargs)
 
 
 def train(config=None, **kwargs):

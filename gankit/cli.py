@@ -130,6 +130,69 @@ def evaluate(run_dir: Path, num_samples: Optional[int], metric_names: tuple[str,
 
 
 @app.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--backend", "-b", default=None, help="Backend to sample on (default: the one that trained the checkpoint).")
+@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=64, show_default=True, help="How many samples.")
+@click.option("--out", "-o", "out_path", type=click.Path(path_type=Path, dir_okay=False), default=Path("samples.png"),
+              show_default=True, help="A .png image grid (image data) or scatter plot (2D points), or a .npy array.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Latent seed: the same seed gives the same samples on every backend.")
+@click.option("--truncation", "-t", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Truncation trick: redraw latent coordinates whose absolute value exceeds T (less variety, more fidelity).")
+@click.option("--label", "labels", type=click.IntRange(min=0), multiple=True,
+              help="Class label(s) for a class-conditional generator, repeated in turn (default: every class in turn).")
+@click.option("--device", default="auto", show_default=True, help="Device: auto, cpu, cuda, ...")
+def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path: Path, seed: int,
+           truncation: Optional[float], labels: tuple[int, ...], device: str):
+    """Draw samples from a trained generator: CHECKPOINT is a run directory or a checkpoint file.
+
+    A checkpoint written by one backend samples on any other (--backend).
+    """
+    import numpy as np
+
+    from gankit import plotting
+    from gankit.restore import load_checkpoint
+
+    if out_path.suffix.lower() not in (".png", ".npy"):
+        raise GankitError(f"--out {str(out_path)!r} must end in .png or .npy")
+    gan = load_checkpoint(checkpoint, backend=backend, device=device)
+    y = None
+    if labels:
+        if gan.num_classes is None:
+            raise GankitError("--label applies to class-conditional generators; this one is unconditional")
+        y = np.resize(np.asarray(labels, dtype=np.int64), num_samples)
+    x = gan.sample(num_samples, seed=seed, truncation=truncation, labels=y)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.suffix.lower() == ".npy":
+        np.save(out_path, x, allow_pickle=False)
+    elif x.ndim == 4:
+        plotting.image_grid(out_path, x)
+    elif x.ndim == 2 and x.shape[1] == 2:
+        plotting.scatter(out_path, x, None, title=f"{checkpoint} · {gan.backend} · seed {seed}")
+    else:
+        raise GankitError(f"samples of shape {x.shape[1:]} cannot be drawn as a picture", hint="use --out FILE.npy")
+    out.print(f"wrote {num_samples} samples of shape {tuple(x.shape[1:])} from step {gan.manifest.step} "
+              f"({gan.backend}) to {out_path}", markup=False)
+
+
+@app.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True, help="Export format.")
+@click.option("--out", "-o", "out_path", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Output file, e.g. g.onnx.")
+@click.option("--backend", "-b", default=None, help="Backend whose exporter to use (default: the one that trained the checkpoint).")
+@click.option("--opset", type=click.IntRange(min=13), default=None, help="ONNX opset (default: the exporter's choice, at least 17).")
+def export(checkpoint: Path, fmt: str, out_path: Path, backend: Optional[str], opset: Optional[int]):
+    """Export a checkpoint's generator (the EMA generator when there is one) to ONNX.
+
+    The model takes latents "z" (batch, latent_dim) float32 (and "labels" (batch,) int64
+    for a class-conditional generator) and returns "samples".
+    """
+    from gankit.export import export_onnx
+
+    info = export_onnx(checkpoint, out_path, backend=backend, opset=opset)
+    out.print(f"wrote {info.path} ({info.backend} exporter, opset {info.opset}; inputs {', '.join(info.inputs)})", markup=False)
+
+
+@app.command()
 def presets():
     """List the configs shipped with gankit."""
     from gankit.config import preset_names, read_preset

@@ -64,10 +64,18 @@ class RegularizerRecord(PluginRecord):
 @dataclass(frozen=True)
 class ArchitectureRecord(PluginRecord):
     """An architecture. ``factory(params, role=..., input_shape=..., output_shape=...)``
-    returns a :class:`gankit.nets.NetSpec`."""
+    returns a :class:`gankit.nets.NetSpec`; a ``conditional`` one is also given
+    ``num_classes=`` (the labelled dataset's class count, ``None`` when there is none)."""
 
     kind: ClassVar[str] = "architecture"
     roles: tuple[Literal["generator", "discriminator"], ...] = ("generator", "discriminator")
+    #: Class-conditional: its nets read class labels (training needs a labelled dataset).
+    conditional: bool = False
+    #: The backends that can build it, when not all: an architecture with a native
+    #: builder for one backend (a layer the vocabulary lacks) names that backend here,
+    #: and the conformance suite reports it as single-backend. ``None``: every backend
+    #: (a pure neutral spec).
+    backends: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

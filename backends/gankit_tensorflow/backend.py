@@ -31,5 +31,11 @@ class TensorFlowBackend:
     def build_trainer(self, setup: TrainSetup) -> TensorFlowTrainer:
         return TensorFlowTrainer(setup)
 
+    def export_onnx(self, trainer: TensorFlowTrainer, path, opset: int = 17) -> list[str]:
+        """Write the trainer's generator as ONNX (tf2onnx); returns the input names."""
+        from gankit_tensorflow.export import export_generator
+
+        return export_generator(trainer, path, opset)
+
     def __repr__(self) -> str:
         return f"TensorFlowBackend(tensorflow {tf.__version__})"

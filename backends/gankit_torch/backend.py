@@ -26,6 +26,12 @@ class TorchBackend:
     def build_trainer(self, setup: TrainSetup) -> TorchTrainer:
         return TorchTrainer(setup)
 
+    def export_onnx(self, trainer: TorchTrainer, path, opset: int = 17) -> list[str]:
+        """Write the trainer's generator as ONNX (torch.onnx.export); returns the input names."""
+        from gankit_torch.export import export_generator
+
+        return export_generator(trainer, path, opset)
+
     def distributed(self, mode: str = "auto", device: str = "auto") -> ProcessGroup:
         """torchrun's process group (gloo on cpu, nccl on cuda), or a single process."""
         from gankit_torch import distributed

@@ -1,20 +1,46 @@
 """Built-in architectures, as neutral net specs.
 
-``mlp``: a multilayer perceptron for low-dimensional data (the 2D toys) or flattened
-images. The generator maps a latent vector to a sample of the data's shape; the
-discriminator maps a sample to one logit.
+* ``mlp``: a multilayer perceptron for low-dimensional data (the 2D toys) or flattened images.
+* ``dcgan``: the deep convolutional GAN for 28×28 (the TensorFlow DCGAN tutorial),
+  32×32 and 64×64 images (Radford et al. 2016, as in the PyTorch DCGAN example).
+* ``cdcgan``: the class-conditional DCGAN: a class embedding (or one-hot code) joins the
+  latent, and the discriminator ends in a projection head (Miyato & Koyama 2018).
+* ``sngan_resnet``: the ResNet generator and spectrally normalised ResNet discriminator
+  of SNGAN for 32×32 images (Miyato et al. 2018).
+
+The generator maps a latent vector to a sample of the data's shape; the discriminator
+maps a sample to one logit. Images are channel-first ``(C, H, W)``, any channel count.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field
 
 import gankit
+from gankit import (
+    Activation,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    ConvTranspose2d,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalPool,
+    OneHot,
+    Projection,
+    Reshape,
+    Residual,
+    SpectralNorm,
+    Upsample,
+)
 
 
+# -- mlp -------------------------------------------------------------------------
 class MLPParams(gankit.StrictModel):
     """Parameters of the ``mlp`` architecture."""
 
@@ -50,6 +76,200 @@ def build_mlp(params: MLPParams, *, role: str, input_shape, output_shape) -> gan
     return gankit.NetSpec(name=f"mlp_{role}", input_shape=tuple(input_shape), layers=layers)
 
 
+# -- shared checks -----------------------------------------------------------------
+def _image_shape(arch: str, role: str, input_shape, output_shape, sizes: tuple[int, ...]) -> tuple[int, int]:
+    """(channels, side) of the images an image architecture is asked to make or judge."""
+    image = tuple(output_shape if role == "generator" else input_shape)
+    other = tuple(input_shape if role == "generator" else output_shape)
+    if len(image) != 3 or image[1] != image[2] or image[1] not in sizes:
+        raise ValueError(f"{arch} is built for square images (C, H, W) of side {', '.join(map(str, sizes))}; "
+                         f"the data has shape {image}")
+    if role == "generator" and len(other) != 1:
+        raise ValueError(f"the {arch} generator takes a flat latent vector, got input shape {other}")
+    if role == "discriminator" and math.prod(other) != 1:
+        raise ValueError(f"the {arch} discriminator outputs one logit, not shape {other}")
+    return image[0], image[1]
+
+
+# -- dcgan -------------------------------------------------------------------------
+class DCGANParams(gankit.StrictModel):
+    """Parameters of the ``dcgan`` architecture."""
+
+    base_channels: int = Field(default=64, gt=0)
+    """Width of the narrowest conv layer (the paper's ngf / ndf); the others are 2, 4 and 8 times it."""
+    negative_slope: Optional[float] = Field(default=None, ge=0, lt=1)
+    """LeakyReLU slope (default: 0.3 at 28×28, the tutorial's Keras default; 0.2 otherwise, the paper's)."""
+    dropout: Optional[float] = Field(default=None, ge=0, lt=1)
+    """Discriminator dropout after each conv block (default: 0.3 at 28×28, as in the tutorial; none otherwise)."""
+
+
+def _dcgan_28_generator(p: DCGANParams, channels: int, slope: float) -> list:
+    # The TensorFlow DCGAN tutorial: Keras batch norm defaults (momentum 0.99 in Keras'
+    # convention, i.e. 0.01 here; eps 1e-3), no biases before batch norm. Its 'same'
+    # padding for the stride-2 5×5 transposed convs is padding 2 + output_padding 1.
+    c = p.base_channels
+    bn = lambda: BatchNorm(momentum=0.01, eps=1e-3)  # noqa: E731
+    act = lambda: Activation(fn="leaky_relu", negative_slope=slope)  # noqa: E731
+    return [
+        Dense(units=7 * 7 * 4 * c, bias=False), bn(), act(),
+        Reshape(shape=(4 * c, 7, 7)),
+        ConvTranspose2d(channels=2 * c, kernel_size=5, stride=1, padding=2, bias=False), bn(), act(),
+        ConvTranspose2d(channels=c, kernel_size=5, stride=2, padding=2, output_padding=1, bias=False), bn(), act(),
+        ConvTranspose2d(channels=channels, kernel_size=5, stride=2, padding=2, output_padding=1, bias=False),
+        Activation(fn="tanh"),
+    ]
+
+
+def _dcgan_28_trunk(p: DCGANParams, slope: float, dropout: float) -> list:
+    c = p.base_channels
+    layers = []
+    for width in (c, 2 * c):
+        layers += [Conv2d(channels=width, kernel_size=5, stride=2, padding=2),
+                   Activation(fn="leaky_relu", negative_slope=slope)]
+        if dropout:
+            layers.append(Dropout(rate=dropout))
+    return layers + [Flatten()]
+
+
+def _dcgan_generator(p: DCGANParams, latent: int, channels: int, side: int) -> list:
+    # Radford et al. / the PyTorch DCGAN example: 1×1 -> 4×4 -> ... -> side, ReLU, tanh.
+    stages = int(math.log2(side // 4))  # 32: 3 doublings, 64: 4
+    width = p.base_channels * 2 ** (stages - 1)
+    layers = [Reshape(shape=(latent, 1, 1)),
+              ConvTranspose2d(channels=width, kernel_size=4, stride=1, padding=0, bias=False),
+              BatchNorm(), Activation(fn="relu")]
+    for _ in range(stages - 1):
+        width //= 2
+        layers += [ConvTranspose2d(channels=width, kernel_size=4, stride=2, padding=1, bias=False),
+                   BatchNorm(), Activation(fn="relu")]
+    return layers + [ConvTranspose2d(channels=channels, kernel_size=4, stride=2, padding=1, bias=False),
+                     Activation(fn="tanh")]
+
+
+def _dcgan_trunk(p: DCGANParams, side: int, slope: float, dropout: float) -> list:
+    """The discriminator up to its (8c or 4c, 4, 4) features."""
+    stages = int(math.log2(side // 4))
+    layers = []
+    width = p.base_channels
+    for i in range(stages):
+        layers.append(Conv2d(channels=width, kernel_size=4, stride=2, padding=1, bias=False))
+        if i:
+            layers.append(BatchNorm())
+        layers.append(Activation(fn="leaky_relu", negative_slope=slope))
+        if dropout:
+            layers.append(Dropout(rate=dropout))
+        width *= 2
+    return layers
+
+
+def _dcgan(params: DCGANParams, role: str, input_shape, output_shape, *, conditional=None) -> gankit.NetSpec:
+    """``conditional``: None, or (num_classes, conditioning, embedding_dim)."""
+    arch = "cdcgan" if conditional else "dcgan"
+    channels, side = _image_shape(arch, role, input_shape, output_shape, (28, 32, 64))
+    tutorial = side == 28
+    slope = params.negative_slope if params.negative_slope is not None else (0.3 if tutorial else 0.2)
+    dropout = params.dropout if params.dropout is not None else (0.3 if tutorial else 0.0)
+    if role == "generator":
+        latent = input_shape[0]
+        head = []
+        if conditional:
+            k, how, dim = conditional
+            head = [Embedding(num_classes=k, features=dim)] if how == "embedding" else [OneHot(num_classes=k)]
+            latent += dim if how == "embedding" else k
+        body = _dcgan_28_generator(params, channels, slope) if tutorial else \
+            _dcgan_generator(params, latent, channels, side)
+        layers = head + body
+    else:
+        if tutorial:
+            layers = _dcgan_28_trunk(params, slope, dropout)
+            layers.append(Projection(num_classes=conditional[0]) if conditional else Dense(units=1))
+        else:
+            layers = _dcgan_trunk(params, side, slope, dropout)
+            if conditional:
+                layers += [Flatten(), Projection(num_classes=conditional[0])]
+            else:
+                layers += [Conv2d(channels=1, kernel_size=4, stride=1, padding=0, bias=False), Flatten()]
+    return gankit.NetSpec(name=f"{arch}{side}_{role}", input_shape=tuple(input_shape), layers=layers)
+
+
+def build_dcgan(params: DCGANParams, *, role: str, input_shape, output_shape) -> gankit.NetSpec:
+    """DCGAN generator or discriminator for 28×28, 32×32 or 64×64 images."""
+    return _dcgan(params, role, input_shape, output_shape)
+
+
+class ConditionalDCGANParams(DCGANParams):
+    """Parameters of the ``cdcgan`` architecture."""
+
+    num_classes: int = Field(default=10, gt=1)
+    """Number of classes when the data does not say (a labelled dataset's count wins)."""
+    conditioning: Literal["embedding", "one_hot"] = "embedding"
+    """How the generator reads the label: a learned embedding or a one-hot code, joined to the latent."""
+    embedding_dim: int = Field(default=50, gt=0)
+    """Width of the generator's class embedding."""
+
+
+def build_cdcgan(params: ConditionalDCGANParams, *, role: str, input_shape, output_shape,
+                 num_classes: int | None = None) -> gankit.NetSpec:
+    """Class-conditional DCGAN: label joined to the latent; projection discriminator."""
+    k = num_classes or params.num_classes
+    return _dcgan(params, role, input_shape, output_shape,
+                  conditional=(k, params.conditioning, params.embedding_dim))
+
+
+# -- sngan_resnet ------------------------------------------------------------------
+class SNGANParams(gankit.StrictModel):
+    """Parameters of the ``sngan_resnet`` architecture."""
+
+    generator_channels: int = Field(default=256, gt=0)
+    """Channels of the generator's residual blocks."""
+    discriminator_channels: int = Field(default=128, gt=0)
+    """Channels of the discriminator's residual blocks."""
+    power_iterations: int = Field(default=1, ge=1)
+    """Spectral-norm power iterations per training call."""
+
+
+def _g_block(ch: int) -> Residual:
+    # BN-ReLU-up-conv-BN-ReLU-conv, with an up-sampled 1×1 conv on the shortcut.
+    return Residual(
+        body=[BatchNorm(), Activation(fn="relu"), Upsample(scale_factor=2),
+              Conv2d(channels=ch, kernel_size=3, padding=1), BatchNorm(), Activation(fn="relu"),
+              Conv2d(channels=ch, kernel_size=3, padding=1)],
+        shortcut=[Upsample(scale_factor=2), Conv2d(channels=ch, kernel_size=1)],
+    )
+
+
+def _d_block(ch: int, sn: SpectralNorm, *, first: bool = False, down: bool = True, learn_skip: bool = True) -> Residual:
+    conv = lambda k: Conv2d(channels=ch, kernel_size=k, padding=k // 2, spectral_norm=sn)  # noqa: E731
+    if first:  # the "optimized" first block: no activation before the first conv
+        body = [conv(3), Activation(fn="relu"), conv(3), AvgPool2d(kernel_size=2)]
+        return Residual(body=body, shortcut=[AvgPool2d(kernel_size=2), conv(1)])
+    body = [Activation(fn="relu"), conv(3), Activation(fn="relu"), conv(3)]
+    shortcut = [conv(1)] if learn_skip else []
+    if down:
+        body.append(AvgPool2d(kernel_size=2))
+        shortcut.append(AvgPool2d(kernel_size=2))
+    return Residual(body=body, shortcut=shortcut)
+
+
+def build_sngan_resnet(params: SNGANParams, *, role: str, input_shape, output_shape) -> gankit.NetSpec:
+    """SNGAN's ResNet generator (3 up-sampling blocks from 4×4) or discriminator (4
+    blocks, spectral norm everywhere, ReLU and global sum pooling) for 32×32 images."""
+    channels, side = _image_shape("sngan_resnet", role, input_shape, output_shape, (32,))
+    if role == "generator":
+        ch = params.generator_channels
+        layers = [Dense(units=4 * 4 * ch), Reshape(shape=(ch, 4, 4)),
+                  *(_g_block(ch) for _ in range(3)),
+                  BatchNorm(), Activation(fn="relu"),
+                  Conv2d(channels=channels, kernel_size=3, padding=1), Activation(fn="tanh")]
+    else:
+        ch = params.discriminator_channels
+        sn = SpectralNorm(n_power_iterations=params.power_iterations)
+        layers = [_d_block(ch, sn, first=True), _d_block(ch, sn),
+                  _d_block(ch, sn, down=False, learn_skip=False), _d_block(ch, sn, down=False, learn_skip=False),
+                  Activation(fn="relu"), GlobalPool(mode="sum"), Dense(units=1, spectral_norm=sn)]
+    return gankit.NetSpec(name=f"sngan_resnet{side}_{role}", input_shape=tuple(input_shape), layers=layers)
+
+
 @gankit.hookimpl
 def gankit_register_architectures():
     return [
@@ -59,5 +279,32 @@ def gankit_register_architectures():
             factory=build_mlp,
             description="Multilayer perceptron (toy data, flattened images)",
             metadata={"paper": "Goodfellow et al. 2014, Generative Adversarial Nets"},
-        )
+        ),
+        gankit.ArchitectureRecord(
+            name="dcgan",
+            params=DCGANParams,
+            factory=build_dcgan,
+            description="Deep convolutional GAN for 28×28 (TensorFlow tutorial), 32×32 and 64×64 images",
+            metadata={"paper": "Radford et al. 2016, Unsupervised Representation Learning with Deep "
+                               "Convolutional Generative Adversarial Networks",
+                      "conformance": {"data_shape": (1, 28, 28), "latent_dim": 16}},
+        ),
+        gankit.ArchitectureRecord(
+            name="cdcgan",
+            params=ConditionalDCGANParams,
+            factory=build_cdcgan,
+            conditional=True,
+            description="Class-conditional DCGAN: label embedding at the generator's input, projection discriminator",
+            metadata={"paper": "Mirza & Osindero 2014, Conditional GANs; Miyato & Koyama 2018, cGANs with "
+                               "Projection Discriminator",
+                      "conformance": {"data_shape": (1, 28, 28), "latent_dim": 16}},
+        ),
+        gankit.ArchitectureRecord(
+            name="sngan_resnet",
+            params=SNGANParams,
+            factory=build_sngan_resnet,
+            description="SNGAN ResNet generator and spectrally normalised ResNet discriminator, 32×32 images",
+            metadata={"paper": "Miyato et al. 2018, Spectral Normalization for Generative Adversarial Networks",
+                      "conformance": {"data_shape": (3, 32, 32), "latent_dim": 16}},
+        ),
     ]

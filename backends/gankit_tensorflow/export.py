@@ -1,0 +1,43 @@
+"""Export a trainer's generator to ONNX with tf2onnx."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+from gankit.errors import PluginError  # noqa: E402
+
+
+def export_generator(trainer, path: str | Path, opset: int = 17) -> list[str]:
+    """Write the trainer's sampling generator (the EMA one when it keeps one) in eval
+    mode as ONNX (its weights frozen into the graph); returns the input names. The
+    model takes and returns NCHW tensors, like the spec: the NHWC work stays inside."""
+    try:
+        import onnx
+        import tf2onnx
+    except ImportError as exc:
+        raise PluginError(f"exporting from TensorFlow needs tf2onnx and onnx ({exc.name} is missing)",
+                          hint="pip install 'gankit[onnx]'") from None
+    net = getattr(trainer, "G_ema", None) or trainer.G
+    spec = trainer.setup.generator
+    conditional = bool(spec.conditional)
+    sig = [tf.TensorSpec([None, int(spec.input_shape[0])], tf.float32, name="z")]
+    if conditional:
+        sig.append(tf.TensorSpec([None], tf.int64, name="labels"))
+    fn = tf.function(lambda z, *labels: net(z, False, *labels), input_signature=sig, autograph=False)
+    model, _ = tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset)
+    _rename_output(model, "samples")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return [s.name for s in sig]
+
+
+def _rename_output(model, name: str) -> None:
+    old = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [name if o == old else o for o in node.output]
+        node.input[:] = [name if i == old else i for i in node.input]
+    model.graph.output[0].name = name

@@ -1,0 +1,43 @@
+"""Export a trainer's generator to ONNX with ``torch.onnx.export``."""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from pathlib import Path
+
+import torch
+
+
+class _Sampler(torch.nn.Module):
+    """The generator as ONNX sees it: ``z`` (and ``labels``) in, ``samples`` out."""
+
+    def __init__(self, net: torch.nn.Module, conditional: bool):
+        super().__init__()
+        self.net, self.conditional = net, conditional
+
+    def forward(self, z, labels=None):
+        return self.net(z, labels) if self.conditional else self.net(z)
+
+
+def export_generator(trainer, path: str | Path, opset: int = 17) -> list[str]:
+    """Write the trainer's sampling generator (the EMA one when it keeps one) in eval
+    mode as ONNX; returns the input names. The batch axis is dynamic."""
+    net = getattr(trainer, "ema", None) or trainer.nets["generator"]
+    spec = trainer.setup.generator
+    conditional = bool(spec.conditional)
+    model = _Sampler(copy.deepcopy(net).to("cpu").float(), conditional).eval()
+    z = torch.zeros(2, int(spec.input_shape[0]))
+    args = (z, torch.zeros(2, dtype=torch.int64)) if conditional else (z,)
+    names = ["z", "labels"] if conditional else ["z"]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # The TorchScript-based exporter: quick, and exact for every layer of the vocabulary.
+        torch.onnx.export(model, args, buffer, input_names=names, output_names=["samples"],
+                          dynamic_axes={name: {0: "batch"} for name in (*names, "samples")},
+                          opset_version=opset, dynamo=False)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(buffer.getvalue())
+    return names
