@@ -106,7 +106,7 @@ class MetricsLog:
 class Progress:
     """A rich progress bar: step, losses, steps/s and time left (a no-op when disabled)."""
 
-    def __init__(self, enabled: bool, total: int, completed: int = 0):
+    def __init__(self, enabled: bool, total: int, completed: int = 0, console=None):
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
         self.enabled = enabled
@@ -115,7 +115,7 @@ class Progress:
         self.bar = RichProgress(
             TextColumn("[bold]step {task.completed}/{task.total}"), BarColumn(),
             TextColumn("{task.fields[losses]}"), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-            disable=not enabled, transient=False,
+            disable=not enabled, transient=False, console=console,
         )
         self.task = self.bar.add_task("train", total=total, completed=completed, losses="", rate="")
 
