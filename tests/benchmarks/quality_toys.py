@@ -1,0 +1,178 @@
+"""Quality benchmark: the PacGAN 2D ring and grid, 5 seeds per backend, beside PacGAN's Table 1.
+
+    .venv/bin/python tests/benchmarks/quality_toys.py                 # both toys, both backends, 5 seeds
+    .venv/bin/python tests/benchmarks/quality_toys.py --toys ring8 --backends torch --seeds 2
+    .venv/bin/pytest tests/benchmarks/test_quality_toys.py -s         # the same, asserting the targets
+
+Each run is ``gankit.train(preset=TOY, seed=S, backend=B)`` — the shipped preset, through
+the real training driver — then the ``modes`` metric on 2,500 samples (VEEGAN/PacGAN: a
+sample is high quality within 3σ of its nearest mode; a mode is captured when it is the
+nearest mode of at least one high-quality sample; KL of the mode histogram to uniform).
+Targets: all 8 / all 25 modes and ≥ 95% high-quality samples in every run, ≤ 2 minutes of
+CPU per run. The frameworks run on one thread (``--threads``): these nets are tiny, and
+on a shared 2-core machine extra threads only contend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: PacGAN (Lin et al. 2018), Table 1: modes captured and % high-quality samples, mean over trials.
+PACGAN_TABLE1 = {
+    "ring8": {"GAN": (6.3, 98.2), "PacGAN4": (7.8, 95.9)},
+    "grid25": {"GAN": (17.3, 94.8), "PacGAN4": (24.8, 93.6)},
+}
+MODES = {"ring8": 8, "grid25": 25}
+TARGET_HIGH_QUALITY = 95.0
+TARGET_CPU_SECONDS = 120.0
+NUM_SAMPLES = 2500
+
+
+def limit_threads(backend: str, threads: int) -> None:
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # already initialised in this process
+            pass
+
+
+def run_one(toy: str, backend: str, seed: int, out_dir: Path) -> dict:
+    import gankit
+    from gankit.evaluation import evaluate
+    from gankit.training import build
+
+    overrides = [f"seed={seed}", f"backend={backend}", f"output.dir={out_dir}", f"output.name={toy}-{backend}-{seed}",
+                 "output.overwrite=true", "training.tensorboard=false"]
+    cpu, wall = time.process_time(), time.perf_counter()
+    run = gankit.train(preset=toy, overrides=overrides)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    exp = build(run.config)
+    exp.trainer = run.trainer
+    result = evaluate(exp, num_samples=NUM_SAMPLES, metrics=[gankit.PluginChoice(name="modes")])
+    m = result.metrics
+    return {"toy": toy, "backend": backend, "seed": seed, "modes": m["modes_captured"], "high_quality": m["high_quality"],
+            "mode_kl": m["mode_kl"], "cpu_seconds": cpu, "wall_seconds": wall, "steps": run.steps,
+            "samples": str(run.directory / "samples.npy")}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for toy in MODES:
+        for backend in sorted({r["backend"] for r in rows}):
+            rs = [r for r in rows if r["toy"] == toy and r["backend"] == backend]
+            if not rs:
+                continue
+            out.append({
+                "toy": toy, "backend": backend, "runs": len(rs),
+                "modes": float(np.mean([r["modes"] for r in rs])), "modes_min": float(min(r["modes"] for r in rs)),
+                "high_quality": float(np.mean([r["high_quality"] for r in rs])),
+                "high_quality_min": float(min(r["high_quality"] for r in rs)),
+                "mode_kl": float(np.mean([r["mode_kl"] for r in rs])),
+                "cpu_seconds_max": float(max(r["cpu_seconds"] for r in rs)),
+                "passed": all(r["modes"] == MODES[toy] and r["high_quality"] >= TARGET_HIGH_QUALITY
+                              and r["cpu_seconds"] <= TARGET_CPU_SECONDS for r in rs),
+            })
+    return out
+
+
+def table(summary: list[dict]) -> str:
+    lines = ["| toy | method | runs | modes (mean, min) | high-quality % (mean, min) | mode KL | CPU s (max) | target met |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for toy in MODES:
+        for name, (modes, hq) in PACGAN_TABLE1[toy].items():
+            lines.append(f"| {toy} | PacGAN Table 1: {name} | – | {modes} / {MODES[toy]} | {hq} | – | – | – |")
+        for s in (s for s in summary if s["toy"] == toy):
+            lines.append(
+                f"| {toy} | gankit preset, {s['backend']} | {s['runs']} | {s['modes']:.1f} ({s['modes_min']:.0f}) / {MODES[toy]} "
+                f"| {s['high_quality']:.1f} ({s['high_quality_min']:.1f}) | {s['mode_kl']:.3f} | {s['cpu_seconds_max']:.0f} "
+                f"| {'yes' if s['passed'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def picture(rows: list[dict], path: Path) -> Path:
+    """Seed 0 of each toy and backend: generated samples (orange) over real ones (grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import gankit
+
+    picks = [r for r in rows if r["seed"] == min(x["seed"] for x in rows)]
+    fig, axes = plt.subplots(1, len(picks), figsize=(3.2 * len(picks), 3.4), dpi=100, squeeze=False)
+    for ax, r in zip(axes[0], picks):
+        rec = gankit.get_registry().get("dataset", r["toy"]).record
+        real = rec.factory(rec.params(), seed=0).sample(NUM_SAMPLES, seed=0)
+        fake = np.load(r["samples"])[:NUM_SAMPLES]
+        ax.scatter(real[:, 0], real[:, 1], s=2, c="0.6", linewidths=0)
+        ax.scatter(fake[:, 0], fake[:, 1], s=2, c="tab:orange", alpha=0.7, linewidths=0)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(f"{r['toy']} · {r['backend']} · seed {r['seed']}\n{r['modes']:.0f} modes, {r['high_quality']:.1f}% HQ",
+                     fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def available(backend: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(backend) is not None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="PacGAN 2D ring/grid quality benchmark")
+    parser.add_argument("--toys", default="ring8,grid25")
+    parser.add_argument("--backends", default="torch,tensorflow")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="framework threads (default 1)")
+    parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
+    parser.add_argument("--picture", type=Path, default=None, help="save a scatter of seed 0 per toy and backend")
+    args = parser.parse_args(argv)
+    toys = [t for t in args.toys.split(",") if t]
+    backends = [b for b in args.backends.split(",") if b and available(b)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gankit-quality-") as tmp:
+        for backend in backends:
+            limit_threads(backend, args.threads)
+            for toy in toys:
+                for seed in range(args.seeds):
+                    r = run_one(toy, backend, seed, Path(tmp))
+                    rows.append(r)
+                    print(f"{toy:7s} {backend:10s} seed {seed}: {r['modes']:.0f}/{MODES[toy]} modes, "
+                          f"{r['high_quality']:5.1f}% high quality, KL {r['mode_kl']:.3f}, "
+                          f"{r['cpu_seconds']:.0f} s CPU, {r['wall_seconds']:.0f} s wall", flush=True)
+        summary = summarise(rows)
+        print()
+        print(table(summary))
+        if args.picture:
+            print(f"\npicture: {picture(rows, args.picture)}")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": rows, "summary": summary}, indent=2))
+    return 0 if all(s["passed"] for s in summary) else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
