@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -45,6 +46,11 @@ class ArrayFileParams(gankit.StrictModel):
     """Path to a .npy or .npz file holding an array of shape (n, ...)."""
     key: str | None = None
     """Array name inside a .npz (default: its only array)."""
+    labels_key: str | None = None
+    """Name of an integer class-label array inside the .npz (same length as the samples)."""
+    modality: Literal["auto", "points", "images"] = "auto"
+    """auto: images for arrays of shape (n, C, H, W), points otherwise. Images are
+    channel-first, values in [-1, 1]."""
 
 
 def ring_centers(p: RingParams) -> np.ndarray:
@@ -85,9 +91,18 @@ def load_array_file(params: ArrayFileParams, seed: int = 0) -> gankit.Dataset:
             f"data file {str(path)!r} is not a readable .npy/.npz array ({' '.join(str(exc).split())})",
             hint="save it with numpy.save or numpy.savez, without object arrays",
         ) from None
+    labels = None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             keys = list(loaded.keys())
+            if params.labels_key is not None:
+                if params.labels_key not in keys:
+                    raise gankit.DataError(f"data file {str(path)!r} has no array {params.labels_key!r}; it holds {keys}",
+                                           hint="check data.params.labels_key")
+                labels = loaded[params.labels_key]
+                if not np.issubdtype(labels.dtype, np.integer):
+                    raise gankit.DataError(f"labels {params.labels_key!r} in {str(path)!r} must be integers, got {labels.dtype}")
+                keys = [k for k in keys if k != params.labels_key]
             key = params.key or (keys[0] if len(keys) == 1 else None)
             if key is None or key not in keys:
                 raise gankit.DataError(
@@ -99,12 +114,15 @@ def load_array_file(params: ArrayFileParams, seed: int = 0) -> gankit.Dataset:
             except ValueError as exc:
                 raise gankit.DataError(f"array {key!r} in {str(path)!r} cannot be read: {exc}") from None
     else:
+        if params.labels_key is not None:
+            raise gankit.DataError(f"data file {str(path)!r} is a .npy: labels need a .npz", hint="unset data.params.labels_key")
         array = loaded
     if not np.issubdtype(array.dtype, np.number) or array.ndim < 2:
         raise gankit.DataError(
             f"data file {str(path)!r} must hold a numeric array of shape (n, ...), got {array.dtype} {array.shape}",
         )
-    return gankit.ArrayDataset(array, info={"source": str(path)})
+    modality = params.modality if params.modality != "auto" else ("images" if array.ndim == 4 else "points")
+    return gankit.ArrayDataset(array, modality=modality, labels=labels, info={"source": str(path)})
 
 
 @gankit.hookimpl

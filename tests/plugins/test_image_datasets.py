@@ -182,3 +182,12 @@ def test_truncated_image_is_reported_when_read(tmp_path):
 def test_mnist_trains_with_an_mlp_config():
     cfg = gankit.load_config({"data": {"name": "mnist"}, "latent": {"dim": 16}})
     assert cfg.data.params == {"classes": list(range(10))}
+
+
+def test_npz_images_with_labels(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((6, 1, 4, 4), np.float32), y=np.array([0, 1, 2, 0, 1, 2]))
+    ds = make("npy", path=str(path), labels_key="y")
+    assert ds.modality == "images" and ds.num_classes == 3 and ds.sample_shape == (1, 4, 4)
+    with pytest.raises(DataError, match="no array 'z'"):
+        make("npy", path=str(path), labels_key="z")
