@@ -159,16 +159,17 @@ def gankit_conformance(request):
 
     Keyword arguments as :class:`gankit.conformance.Suite` (``losses``,
     ``regularizers``, ``architectures``, ``training``, ``checks``, ``dtypes``,
-    ``backends``); backends and profile default to the ``--gankit-*`` options, else
-    every installed backend and the ``ci`` profile. Returns the report.
+    ``backends``); backends, dtypes, checks and profile default to the
+    ``--gankit-*`` options, else every installed backend, dtype and check and the
+    ``ci`` profile. Returns the report.
     """
 
     def run(**selection):
         from gankit.conformance.suite import Suite
 
         defaults = _selection(request.config)
-        selection.setdefault("backends", defaults["backends"])
-        selection.setdefault("profile", defaults["profile"])
+        for key in ("backends", "profile", "dtypes", "checks"):
+            selection.setdefault(key, defaults[key])
         report = Suite(**selection).run()
         if report.failures:
             lines = [f"{len(report.failures)} gankit conformance check(s) failed:"]

@@ -202,8 +202,8 @@ class Suite:
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown conformance profile {self.profile!r}; known: {', '.join(PROFILES)}")
         self.registry = self.registry or get_registry()
+        self._resolve_subjects()  # first: a misspelt plugin fails before any framework loads
         self._resolve_backends()
-        self._resolve_subjects()
         if self.dtypes:
             from gankit.conformance.numerics import DTYPES
 
