@@ -164,11 +164,11 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
     return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group)
 
 
-def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True) -> Path:
+def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True, check: bool = True) -> Path:
     parent = Path(cfg.output.dir)
     if cfg.output.name:
         path = parent / cfg.output.name
-        if path.exists() and any(path.iterdir()) and not cfg.output.overwrite:
+        if check and path.exists() and any(path.iterdir()) and not cfg.output.overwrite:
             raise ConfigError(f"run directory {str(path)!r} already exists and is not empty",
                               hint="choose another output.name, set output.overwrite=true, or continue it with --resume")
     else:
@@ -396,7 +396,8 @@ def train(
         raise ConfigError(f"the run already reached step {start_step} of training.steps = {t.steps}",
                           hint=f"resume with --set training.steps=N for N > {start_step} to train further")
     main = group.is_main
-    directory = run_dir if resume is not None else _run_directory(cfg, exp.backend.name, create=main)
+    # Only rank 0 creates (and had checked) the directory; the others just name it.
+    directory = run_dir if resume is not None else _run_directory(cfg, exp.backend.name, create=main, check=main)
     files: dict[str, Path] = {"config": directory / "config.json", "metrics": directory / "metrics.jsonl"}
     if main:
         (directory / "config.json").write_text(cfg.model_dump_json(indent=2))

@@ -352,7 +352,11 @@ class TensorFlowTrainer:
 
     # -- random state (for exact resumption) ------------------------------------------
     def _generators(self):
-        return {"noise": self._noise, "ops_noise": self.ops.generator, "sample_noise": self._sample_noise}
+        gens = {"noise": self._noise, "ops_noise": self.ops.generator, "sample_noise": self._sample_noise}
+        for role, net in (("generator", self.G), ("discriminator", self.D)):
+            if getattr(net, "_dropout_rng", None) is not None:  # the nets' dropout masks
+                gens[f"{role}_dropout"] = net._dropout_rng
+        return gens
 
     def rng_state(self) -> dict[str, np.ndarray]:
         """The states of the training-noise, penalty-noise and sampling generators, and the step index."""

@@ -1,0 +1,307 @@
+"""Speed: gankit against hand-written training loops, in one command.
+
+The TensorFlow DCGAN tutorial's networks on 28x28 MNIST (batch 64, Adam 1e-4), trained
+
+* by ``gankit.train`` (the whole driver: data prefetch, step, NaN guard, logging,
+  TensorBoard) on the torch and tensorflow backends, and
+* by a hand-written loop in plain PyTorch and in plain TensorFlow (Keras layers, the step
+  a ``tf.function``, data through ``tf.data``), doing the same algorithm: one
+  discriminator update on a fresh fake batch, then one generator update on fresh latents.
+
+Each variant runs in its own process (imports and tracing are not timed); the variants
+are interleaved round by round so machine noise hits all alike, and the report is the
+median over rounds of gankit's seconds per step divided by the hand-written loop's, for
+each backend, after ``--warmup`` steps. ``--compiled`` adds torch.compile and XLA
+(``jit_compile``) on both sides. Peak memory: the process's peak RSS, and on a GPU the
+framework's peak device allocation.
+
+    python tests/benchmarks/speed.py                      # DCGAN, eager + tf.function
+    python tests/benchmarks/speed.py --compiled           # also torch.compile / XLA
+    python tests/benchmarks/speed.py --arch mlp --steps 200 --warmup 50   # fast sanity run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BATCH, LR, LATENT = 64, 1e-4, 100
+MLP_HIDDEN = [256, 512]
+
+
+# -- data ---------------------------------------------------------------------------
+def mnist():
+    """MNIST-5k as gankit serves it: (n, 1, 28, 28) float32 in [-1, 1]."""
+    import gankit
+
+    reg = gankit.get_registry()
+    rec = reg.get("dataset", "mnist").record
+    return rec.factory(rec.params(), seed=0).array
+
+
+# -- gankit -----------------------------------------------------------------------------
+def run_gankit(backend: str, arch: str, steps: int, warmup: int, compiled: bool, device: str) -> float:
+    """Seconds per step of ``gankit.train`` from the driver's own timestamps (metrics.jsonl)."""
+    import gankit
+
+    net = ({"name": "dcgan"} if arch == "dcgan" else
+           {"name": "mlp", "params": {"hidden": MLP_HIDDEN, "activation": "leaky_relu"}})
+    with tempfile.TemporaryDirectory() as out:
+        cfg = {
+            "backend": backend, "device": device, "seed": 0, "data": {"name": "mnist"},
+            "latent": {"dim": LATENT}, "generator": net, "discriminator": net, "loss": {"name": "non_saturating"},
+            "optimizers": {r: {"name": "adam", "lr": LR, "betas": [0.9, 0.999]} for r in ("generator", "discriminator")},
+            "training": {"steps": warmup + steps, "batch_size": BATCH, "log_every": warmup, "compile": compiled,
+                         "num_samples": 64},
+            "output": {"dir": out, "name": "bench"},
+        }
+        if arch == "mlp":
+            cfg["generator"] = {"name": "mlp", "params": {"hidden": MLP_HIDDEN, "activation": "leaky_relu",
+                                                          "norm": "batch", "output_activation": "tanh"}}
+        run = gankit.train(cfg)
+        times = {r["step"]: r["time"] for r in map(json.loads, (run.directory / "metrics.jsonl").read_text().splitlines())}
+    return (times[warmup + steps] - times[warmup]) / steps
+
+
+# -- hand-written PyTorch -------------------------------------------------------------------
+def torch_models(arch: str):
+    import torch
+    from torch import nn
+
+    if arch == "mlp":
+        g = nn.Sequential(nn.Linear(LATENT, 256), nn.BatchNorm1d(256), nn.LeakyReLU(0.2), nn.Linear(256, 512),
+                          nn.BatchNorm1d(512), nn.LeakyReLU(0.2), nn.Linear(512, 784), nn.Tanh(), nn.Unflatten(1, (1, 28, 28)))
+        d = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.LeakyReLU(0.2), nn.Linear(256, 512), nn.LeakyReLU(0.2),
+                          nn.Linear(512, 1))
+        return g, d
+    bn = dict(momentum=0.01, eps=1e-3)
+    g = nn.Sequential(
+        nn.Linear(LATENT, 7 * 7 * 256, bias=False), nn.BatchNorm1d(7 * 7 * 256, **bn), nn.LeakyReLU(0.3),
+        nn.Unflatten(1, (256, 7, 7)),
+        nn.ConvTranspose2d(256, 128, 5, 1, 2, bias=False), nn.BatchNorm2d(128, **bn), nn.LeakyReLU(0.3),
+        nn.ConvTranspose2d(128, 64, 5, 2, 2, output_padding=1, bias=False), nn.BatchNorm2d(64, **bn), nn.LeakyReLU(0.3),
+        nn.ConvTranspose2d(64, 1, 5, 2, 2, output_padding=1, bias=False), nn.Tanh())
+    d = nn.Sequential(
+        nn.Conv2d(1, 64, 5, 2, 2), nn.LeakyReLU(0.3), nn.Dropout(0.3),
+        nn.Conv2d(64, 128, 5, 2, 2), nn.LeakyReLU(0.3), nn.Dropout(0.3),
+        nn.Flatten(), nn.Linear(128 * 7 * 7, 1))
+    return g, d
+
+
+def run_torch(arch: str, steps: int, warmup: int, compiled: bool, device: str) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    dev = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    g, d = (m.to(dev) for m in torch_models(arch))
+    opt_g = torch.optim.Adam(g.parameters(), lr=LR, betas=(0.9, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=LR, betas=(0.9, 0.999))
+    gc, dc = (torch.compile(g), torch.compile(d)) if compiled else (g, d)
+    data = torch.from_numpy(mnist()).to(dev)
+    n = len(data) // BATCH * BATCH
+    perm, pos = torch.randperm(len(data), device=dev), 0
+
+    def step():
+        nonlocal perm, pos
+        if pos + BATCH > n:
+            perm, pos = torch.randperm(len(data), device=dev), 0
+        real = data[perm[pos:pos + BATCH]]
+        pos += BATCH
+        with torch.no_grad():
+            fake = gc(torch.randn(BATCH, LATENT, device=dev))
+        real_logits, fake_logits = dc(real).view(-1), dc(fake).view(-1)
+        d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        fake_logits = dc(gc(torch.randn(BATCH, LATENT, device=dev))).view(-1)
+        g_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward(inputs=list(g.parameters()))
+        opt_g.step()
+        return d_loss, g_loss
+
+    for _ in range(warmup):
+        losses = step()
+    float(losses[0])
+    start = time.perf_counter()
+    for _ in range(steps):
+        losses = step()
+    float(losses[0]), float(losses[1])  # wait for the device
+    return (time.perf_counter() - start) / steps
+
+
+# -- hand-written TensorFlow ------------------------------------------------------------------
+def tf_models(arch: str):
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    if arch == "mlp":
+        g = keras.Sequential([keras.Input((LATENT,)), layers.Dense(256), layers.BatchNormalization(), layers.LeakyReLU(0.2),
+                              layers.Dense(512), layers.BatchNormalization(), layers.LeakyReLU(0.2),
+                              layers.Dense(784, activation="tanh"), layers.Reshape((28, 28, 1))])
+        d = keras.Sequential([keras.Input((28, 28, 1)), layers.Flatten(), layers.Dense(256), layers.LeakyReLU(0.2),
+                              layers.Dense(512), layers.LeakyReLU(0.2), layers.Dense(1)])
+        return g, d
+    # The TensorFlow DCGAN tutorial's make_generator_model / make_discriminator_model.
+    g = keras.Sequential([
+        keras.Input((LATENT,)), layers.Dense(7 * 7 * 256, use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(),
+        layers.Reshape((7, 7, 256)),
+        layers.Conv2DTranspose(128, (5, 5), strides=(1, 1), padding="same", use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(),
+        layers.Conv2DTranspose(64, (5, 5), strides=(2, 2), padding="same", use_bias=False), layers.BatchNormalization(), layers.LeakyReLU(),
+        layers.Conv2DTranspose(1, (5, 5), strides=(2, 2), padding="same", use_bias=False, activation="tanh")])
+    d = keras.Sequential([
+        keras.Input((28, 28, 1)), layers.Conv2D(64, (5, 5), strides=(2, 2), padding="same"), layers.LeakyReLU(), layers.Dropout(0.3),
+        layers.Conv2D(128, (5, 5), strides=(2, 2), padding="same"), layers.LeakyReLU(), layers.Dropout(0.3),
+        layers.Flatten(), layers.Dense(1)])
+    return g, d
+
+
+def run_tf(arch: str, steps: int, warmup: int, compiled: bool, device: str) -> float:
+    import numpy as np
+    import tensorflow as tf
+
+    tf.random.set_seed(0)
+    g, d = tf_models(arch)
+    bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+    opt_g, opt_d = tf.keras.optimizers.Adam(LR), tf.keras.optimizers.Adam(LR)
+    images = np.transpose(mnist(), (0, 2, 3, 1))  # NHWC, the tutorial's layout
+    data = iter(tf.data.Dataset.from_tensor_slices(images).shuffle(len(images)).batch(BATCH, drop_remainder=True)
+                .repeat().prefetch(tf.data.AUTOTUNE))
+
+    @tf.function(jit_compile=compiled or None)
+    def step(real):
+        with tf.GradientTape() as tape:
+            fake = g(tf.random.normal([BATCH, LATENT]), training=True)
+            real_logits, fake_logits = d(real, training=True), d(tf.stop_gradient(fake), training=True)
+            d_loss = bce(tf.ones_like(real_logits), real_logits) + bce(tf.zeros_like(fake_logits), fake_logits)
+        opt_d.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
+        with tf.GradientTape() as tape:
+            fake_logits = d(g(tf.random.normal([BATCH, LATENT]), training=True), training=True)
+            g_loss = bce(tf.ones_like(fake_logits), fake_logits)
+        opt_g.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
+        return d_loss, g_loss
+
+    for _ in range(warmup):
+        losses = step(next(data))
+    float(losses[0])
+    start = time.perf_counter()
+    for _ in range(steps):
+        losses = step(next(data))
+    float(losses[0]), float(losses[1])
+    return (time.perf_counter() - start) / steps
+
+
+# -- one variant per process -------------------------------------------------------------
+VARIANTS = {
+    "gankit-torch": lambda a: run_gankit("torch", a.arch, a.steps, a.warmup, a.compile, a.device),
+    "torch": lambda a: run_torch(a.arch, a.steps, a.warmup, a.compile, a.device),
+    "gankit-tensorflow": lambda a: run_gankit("tensorflow", a.arch, a.steps, a.warmup, a.compile, a.device),
+    "tensorflow": lambda a: run_tf(a.arch, a.steps, a.warmup, a.compile, a.device),
+}
+
+
+def _peak_device_mb(variant: str) -> float | None:
+    try:
+        if "torch" in variant:
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.max_memory_allocated() / 2**20
+        else:
+            import tensorflow as tf
+
+            if tf.config.list_physical_devices("GPU"):
+                return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    except Exception:
+        return None
+    return None
+
+
+def child(args) -> None:
+    seconds = VARIANTS[args.child](args)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print("RESULT " + json.dumps({"variant": args.child, "seconds": seconds, "peak_rss_mb": rss_mb,
+                                  "peak_device_mb": _peak_device_mb(args.child)}))
+
+
+def spawn(variant: str, args, compiled: bool) -> dict:
+    cmd = [sys.executable, __file__, "--child", variant, "--arch", args.arch, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--device", args.device] + (["--compile"] if compiled else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GANKIT_BACKEND": ""})
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"{variant} failed:\n{proc.stderr[-3000:]}")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", choices=["dcgan", "mlp"], default="dcgan")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per run")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (tracing, compiling, caches)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the report is the median)")
+    p.add_argument("--backends", default="torch,tensorflow")
+    p.add_argument("--compiled", action="store_true", help="also torch.compile and XLA jit_compile")
+    p.add_argument("--only-compiled", action="store_true", help="only the compiled variants")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(args)
+        return {}
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    modes = ([] if args.only_compiled else [False]) + ([True] if args.compiled or args.only_compiled else [])
+    results: dict[str, list[dict]] = {}
+    for r in range(args.rounds):
+        for compiled in modes:
+            for b in backends:
+                pair = [f"gankit-{b}", b] if r % 2 == 0 else [b, f"gankit-{b}"]  # alternate who goes first
+                for v in pair:
+                    res = spawn(v, args, compiled)
+                    results.setdefault(f"{v}{' compiled' if compiled else ''}", []).append(res)
+                    print(f"round {r + 1}: {v:18s} {'compiled' if compiled else 'eager   '} "
+                          f"{res['seconds'] * 1e3:9.2f} ms/step  peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+    report = {"arch": args.arch, "batch": BATCH, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+              "device": args.device, "ratios": {}, "ms_per_step": {}, "peak_rss_mb": {}, "peak_device_mb": {}}
+    print(f"\n{args.arch}, batch {BATCH}, {args.steps} timed steps after {args.warmup}, median of {args.rounds} rounds")
+    print(f"{'backend':28s} {'gankit ms':>10s} {'hand ms':>10s} {'ratio':>7s} {'gankit MB':>10s} {'hand MB':>9s}")
+    for compiled in modes:
+        suffix = " compiled" if compiled else ""
+        for b in backends:
+            ours, theirs = results[f"gankit-{b}{suffix}"], results[f"{b}{suffix}"]
+            ratio = statistics.median(o["seconds"] / t["seconds"] for o, t in zip(ours, theirs))
+            key = f"{b}{suffix}"
+            report["ratios"][key] = round(ratio, 4)
+            report["ms_per_step"][key] = {"gankit": round(statistics.median(o["seconds"] for o in ours) * 1e3, 3),
+                                          "hand_written": round(statistics.median(t["seconds"] for t in theirs) * 1e3, 3)}
+            report["peak_rss_mb"][key] = {"gankit": round(max(o["peak_rss_mb"] for o in ours)),
+                                          "hand_written": round(max(t["peak_rss_mb"] for t in theirs))}
+            dev = [o["peak_device_mb"] for o in ours], [t["peak_device_mb"] for t in theirs]
+            if all(x is not None for x in dev[0] + dev[1]):
+                report["peak_device_mb"][key] = {"gankit": round(max(dev[0])), "hand_written": round(max(dev[1]))}
+            label = f"{b} ({'torch.compile' if b == 'torch' else 'XLA'})" if compiled else b
+            ms = report["ms_per_step"][key]
+            mb = report["peak_rss_mb"][key]
+            print(f"{label:28s} {ms['gankit']:10.2f} {ms['hand_written']:10.2f} {ratio:7.3f} {mb['gankit']:10d} {mb['hand_written']:9d}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

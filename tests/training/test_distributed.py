@@ -1,0 +1,61 @@
+"""Data-parallel training with 2 CPU workers per backend: replicas stay identical, and the
+result matches one process training on the same global batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gankit
+
+from training_helpers import TINY
+
+pytestmark = pytest.mark.slow
+
+WORKER = str(Path(__file__).with_name("distributed_worker.py"))
+# No batch norm (per-rank statistics differ from the global batch's) and no dropout.
+SETTINGS = [*TINY, "training.steps=12", "training.batch_size=32", "training.log_every=4", "training.checkpoint_every=6"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "TF_CONFIG", "GANKIT_BACKEND")}
+    return {**env, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _single(tmp_path, backend):
+    run = gankit.train(preset="ring8", overrides=[*SETTINGS, f"backend={backend}", f"output.dir={tmp_path}", "output.name=single"])
+    return run.trainer.state_dict()
+
+
+def _compare(out: Path, single: dict):
+    ranks = [dict(np.load(out / f"rank{r}.npz")) for r in (0, 1)]
+    for k in ranks[0]:
+        np.testing.assert_array_equal(ranks[0][k], ranks[1][k], err_msg=f"replicas differ at {k}")
+        np.testing.assert_allclose(ranks[0][k], single[k], rtol=1e-4, atol=1e-5, err_msg=f"differs from one process at {k}")
+    run = out / "run"
+    assert (run / "checkpoint.json").is_file() and (run / "checkpoints").is_dir()
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [4, 8, 12]
+    assert (out / "rank1.txt").read_text().split()[:2] == ["1", "2"]
+
+
+def test_torch_ddp_two_workers_match_one_process(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "ddp"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(_free_port()), WORKER, str(out), "backend=torch", *SETTINGS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["rank0.npz", "rank0.txt", "rank1.npz", "rank1.txt", "run"]
+    _compare(out, _single(tmp_path, "torch"))
