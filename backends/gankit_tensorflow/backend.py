@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-from gankit.protocol import TrainSetup  # noqa: E402
+from gankit.protocol import ProcessGroup, TrainSetup  # noqa: E402
 
 from gankit_tensorflow.device import configure_gpus  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
@@ -30,6 +30,12 @@ class TensorFlowBackend:
 
     def build_trainer(self, setup: TrainSetup) -> TensorFlowTrainer:
         return TensorFlowTrainer(setup)
+
+    def distributed(self, mode: str = "auto", device: str = "auto") -> ProcessGroup:
+        """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy when asked, else one process."""
+        from gankit_tensorflow import distributed
+
+        return distributed.init(mode, device)
 
     def export_onnx(self, trainer: TensorFlowTrainer, path, opset: int = 17) -> list[str]:
         """Write the trainer's generator as ONNX (tf2onnx); returns the input names."""

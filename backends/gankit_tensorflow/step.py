@@ -29,6 +29,7 @@ from gankit.nets import class_labels, conditional_classes  # noqa: E402
 from gankit.init import initial_weights  # noqa: E402
 from gankit.protocol import StepResult, TrainSetup  # noqa: E402
 
+from gankit_tensorflow import distributed as tf_distributed  # noqa: E402
 from gankit_tensorflow.device import device_name, resolve_device  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, check_weights, export_weights, load_weights  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
@@ -68,20 +69,24 @@ class TensorFlowTrainer:
         self.has_ema = setup.ema_decay > 0
         self.world_size, self.rank = int(setup.world_size), int(setup.rank)
         tf.random.set_seed(setup.seed)
-        with tf.device(self.tf_device):
+        #: The tf.distribute strategy of a data-parallel run (see gankit_tensorflow.distributed).
+        self.strategy = tf_distributed.strategy()
+        with tf_distributed.variable_scope(self.strategy, self.tf_device):
             self.G = TensorFlowNet(setup.generator)
             self.D = TensorFlowNet(setup.discriminator)
             self.G_ema = TensorFlowNet(setup.generator) if self.has_ema else None
             # The step index inside the compiled step (schedules, EMA start).
             self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.g_opt = make_optimizer(setup.g_optimizer, self.G.params)
+            self.d_opt = make_optimizer(setup.d_optimizer, self.D.params)
+        with tf.device(self.tf_device):
             # Three independent streams from one seed: training latents, the ops'
             # draws (penalties), and sample() without a seed, so sampling for a
-            # preview never changes the training trajectory.
+            # preview never changes the training trajectory. Outside any strategy's
+            # scope: each worker draws the same global latents and keeps its rows.
             self._noise = tf.random.Generator.from_seed(setup.seed)
             ops_gen, self._sample_noise = self._noise.split(2)
             self.ops = TensorFlowOps(seed=setup.seed, generator=ops_gen)
-            self.g_opt = make_optimizer(setup.g_optimizer, self.G.params)
-            self.d_opt = make_optimizer(setup.d_optimizer, self.D.params)
         # Without given weights, gankit's neutral default init: the torch backend
         # starts from the very same networks.
         self.load_state_dict(
@@ -186,7 +191,23 @@ class TensorFlowTrainer:
 
     def _all_reduce(self, grads):
         """Mean over replicas (inside a distribution strategy's replica context)."""
-        return grads
+        return tf_distributed.all_reduce_mean(grads) if self.strategy is not None else grads
+
+    def _replica_step(self, real_batches, labels=None):
+        """One replica's step: with several replicas on this worker (MirroredStrategy),
+        each takes its slice of the worker's batch."""
+        g, replicas = tf_distributed.replica_position()
+        local = replicas // self.world_size
+        if local > 1:
+            i = g - self.rank * local
+            b = tf.shape(real_batches)[1] // local
+            real_batches = real_batches[:, i * b:(i + 1) * b]
+            labels = None if labels is None else labels[:, i * b:(i + 1) * b]
+        return self._train_step(real_batches, labels)
+
+    def _distributed_step(self, real_batches, *labels):
+        per_replica = self.strategy.run(self._replica_step, args=(real_batches, *labels))
+        return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
 
     def _train_step(self, real_batches, labels=None):
         self._set_learning_rates()
@@ -209,7 +230,7 @@ class TensorFlowTrainer:
         # Class-conditional nets take int32 labels as one more input of every function.
         ys = (tf.TensorSpec([None], tf.int32),) if self.num_classes else ()
         ys_k = (tf.TensorSpec([self.n_critic, None], tf.int32),) if self.num_classes else ()
-        self._train_fn = fn(self._train_step, batches, *ys_k)
+        self._train_fn = fn(self._distributed_step if self.strategy is not None else self._train_step, batches, *ys_k)
         self._d_fn = fn(lambda real, *y: tf.stack([self._d_update(real, *y)[0]]), sample, *ys)
         if self.needs_real:
             self._g_fn = fn(lambda n, real, *y: self._g_update(n, real, *y), count, sample, *ys)

@@ -59,3 +59,20 @@ def test_torch_ddp_two_workers_match_one_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["rank0.npz", "rank0.txt", "rank1.npz", "rank1.txt", "run"]
     _compare(out, _single(tmp_path, "torch"))
+
+
+def test_tensorflow_multi_worker_two_workers_match_one_process(tmp_path):
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "mw"
+    out.mkdir()
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for i in (0, 1):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        procs.append(subprocess.Popen([sys.executable, WORKER, str(out), "backend=tensorflow", *SETTINGS],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env=_env(TF_CONFIG=tf_config)))
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+    _compare(out, _single(tmp_path, "tensorflow"))
