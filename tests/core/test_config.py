@@ -84,7 +84,7 @@ def test_default_is_ring8_preset():
         ('[loss]\nname = "nope"\n', "loss.name: unknown loss 'nope'; available: hinge, least_squares, minimax"),
         ('[loss]\nname = "minimax"\nparams = { label_smoothing = 1.5 }\n', "loss.params.label_smoothing"),
         ('[loss]\nname = "hinge"\nparams = { margin = 2 }\n', "loss.params.margin: unknown key"),
-        ('[generator]\nname = "resnet9000"\n', "generator.name: unknown architecture 'resnet9000'; available: mlp"),
+        ('[generator]\nname = "resnet9000"\n', "generator.name: unknown architecture 'resnet9000'; available: cdcgan, dcgan, mlp, sngan_resnet"),
         ('[data]\nname = "ring8"\nparams = { std = "wide" }\n', "data.params.std"),
         ('backend = "jax"\n', "backend: unknown backend 'jax'; available: tensorflow, torch"),
         ('[[regularizers]]\nname = "r1"\n[[regularizers]]\nname = "r1"\n', "regularizer listed twice: r1"),
