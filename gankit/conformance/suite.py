@@ -20,7 +20,7 @@ import numpy as np
 from gankit.conformance import architectures, losses, regularizers, training  # noqa: F401  (registers checks)
 from gankit.conformance.core import CHECKS, Case, CheckResult
 from gankit.conformance.context import REFERENCE_OPS, call_loss
-from gankit.errors import BackendUnavailable, ConfigError, PluginError
+from gankit.errors import BackendUnavailable, ConfigError
 from gankit.plugins import Registry, get_registry
 
 
@@ -316,4 +316,4 @@ def assert_conforms(**selection) -> None:
         raise AssertionError("\n".join(lines))
 
 
-__all__ = ["BackendHandle", "Suite", "run_suite", "assert_conforms", "parse_choice", "PluginError"]
+__all__ = ["BackendHandle", "Suite", "run_suite", "assert_conforms", "parse_choice"]
