@@ -18,6 +18,12 @@ framework's peak device allocation.
     python tests/benchmarks/speed.py                      # DCGAN, eager + tf.function
     python tests/benchmarks/speed.py --compiled           # also torch.compile / XLA
     python tests/benchmarks/speed.py --arch mlp --steps 200 --warmup 50   # fast sanity run
+    python tests/benchmarks/speed.py --own-nets           # + a loop around gankit's own nets
+
+``--own-nets`` adds a third contestant per backend: the same hand-written loop around
+gankit's own networks and optimizer, so "gankit / own-nets" is the overhead of the engine
+(driver and step) alone, and "own-nets / hand-written" that of gankit's layer
+implementations (which follow torch's numerics exactly on both backends).
 """
 
 from __future__ import annotations
@@ -98,13 +104,35 @@ def torch_models(arch: str):
     return g, d
 
 
-def run_torch(arch: str, steps: int, warmup: int, compiled: bool, device: str) -> float:
+def gankit_specs(arch: str):
+    """gankit's own generator and discriminator specs for ``arch`` (the nets it trains)."""
+    import gankit
+
+    reg = gankit.get_registry()
+    if arch == "dcgan":
+        rec, params = reg.get("architecture", "dcgan").record, {}
+        gp = dp = params
+    else:
+        rec = reg.get("architecture", "mlp").record
+        gp = {"hidden": MLP_HIDDEN, "activation": "leaky_relu", "norm": "batch", "output_activation": "tanh"}
+        dp = {"hidden": MLP_HIDDEN, "activation": "leaky_relu"}
+    g = rec.factory(rec.params.model_validate(gp), role="generator", input_shape=(LATENT,), output_shape=(1, 28, 28))
+    d = rec.factory(rec.params.model_validate(dp), role="discriminator", input_shape=(1, 28, 28), output_shape=(1,))
+    return g, d
+
+
+def run_torch(arch: str, steps: int, warmup: int, compiled: bool, device: str, own_nets: bool = False) -> float:
     import torch
     import torch.nn.functional as F
 
     dev = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    g, d = (m.to(dev) for m in torch_models(arch))
+    if own_nets:  # the loop around gankit's own torch modules: isolates the engine's overhead
+        from gankit_torch.nn import build_net
+
+        g, d = (build_net(spec).to(dev) for spec in gankit_specs(arch))
+    else:
+        g, d = (m.to(dev) for m in torch_models(arch))
     opt_g = torch.optim.Adam(g.parameters(), lr=LR, betas=(0.9, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=LR, betas=(0.9, 0.999))
     gc, dc = (torch.compile(g), torch.compile(d)) if compiled else (g, d)
@@ -169,15 +197,44 @@ def tf_models(arch: str):
     return g, d
 
 
-def run_tf(arch: str, steps: int, warmup: int, compiled: bool, device: str) -> float:
+class _OwnNet:
+    """gankit's TensorFlowNet with the Keras-model surface the hand-written loop uses."""
+
+    def __init__(self, spec):
+        from gankit_tensorflow.nn import TensorFlowNet
+
+        self.net = TensorFlowNet(spec)
+        self.trainable_variables = list(self.net.parameters)
+
+    def __call__(self, x, training=False):
+        return self.net(x, training=training)
+
+
+class _OwnAdam:
+    def __init__(self, net):
+        from gankit import OptimizerSettings
+        from gankit_tensorflow.optim import make_optimizer
+
+        self.opt = make_optimizer(OptimizerSettings("adam", LR, betas=(0.9, 0.999)), net.net.params)
+
+    def apply_gradients(self, pairs):
+        self.opt.apply([g for g, _ in pairs])
+
+
+def run_tf(arch: str, steps: int, warmup: int, compiled: bool, device: str, own_nets: bool = False) -> float:
     import numpy as np
     import tensorflow as tf
 
     tf.random.set_seed(0)
-    g, d = tf_models(arch)
     bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)
-    opt_g, opt_d = tf.keras.optimizers.Adam(LR), tf.keras.optimizers.Adam(LR)
-    images = np.transpose(mnist(), (0, 2, 3, 1))  # NHWC, the tutorial's layout
+    if own_nets:  # the loop around gankit's own nets and optimizer: isolates the engine's overhead
+        g, d = (_OwnNet(spec) for spec in gankit_specs(arch))
+        opt_g, opt_d = _OwnAdam(g), _OwnAdam(d)
+        images = mnist()  # gankit's nets take NCHW
+    else:
+        g, d = tf_models(arch)
+        opt_g, opt_d = tf.keras.optimizers.Adam(LR), tf.keras.optimizers.Adam(LR)
+        images = np.transpose(mnist(), (0, 2, 3, 1))  # NHWC, the tutorial's layout
     data = iter(tf.data.Dataset.from_tensor_slices(images).shuffle(len(images)).batch(BATCH, drop_remainder=True)
                 .repeat().prefetch(tf.data.AUTOTUNE))
 
@@ -210,6 +267,8 @@ VARIANTS = {
     "torch": lambda a: run_torch(a.arch, a.steps, a.warmup, a.compile, a.device),
     "gankit-tensorflow": lambda a: run_gankit("tensorflow", a.arch, a.steps, a.warmup, a.compile, a.device),
     "tensorflow": lambda a: run_tf(a.arch, a.steps, a.warmup, a.compile, a.device),
+    "torch-own-nets": lambda a: run_torch(a.arch, a.steps, a.warmup, a.compile, a.device, own_nets=True),
+    "tensorflow-own-nets": lambda a: run_tf(a.arch, a.steps, a.warmup, a.compile, a.device, own_nets=True),
 }
 
 
@@ -240,7 +299,11 @@ def child(args) -> None:
 def spawn(variant: str, args, compiled: bool) -> dict:
     cmd = [sys.executable, __file__, "--child", variant, "--arch", args.arch, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--device", args.device] + (["--compile"] if compiled else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GANKIT_BACKEND": ""})
+    env = {**os.environ, "GANKIT_BACKEND": ""}
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), TF_NUM_INTRAOP_THREADS=str(args.threads),
+                   TF_NUM_INTEROP_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -257,6 +320,9 @@ def main(argv=None) -> dict:
     p.add_argument("--compiled", action="store_true", help="also torch.compile and XLA jit_compile")
     p.add_argument("--only-compiled", action="store_true", help="only the compiled variants")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads per process (0: the frameworks' default)")
+    p.add_argument("--own-nets", action="store_true",
+                   help="also a hand-written loop around gankit's own nets and optimizer (the engine's overhead alone)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
@@ -271,6 +337,8 @@ def main(argv=None) -> dict:
         for compiled in modes:
             for b in backends:
                 pair = [f"gankit-{b}", b] if r % 2 == 0 else [b, f"gankit-{b}"]  # alternate who goes first
+                if args.own_nets:
+                    pair.append(f"{b}-own-nets")
                 for v in pair:
                     res = spawn(v, args, compiled)
                     results.setdefault(f"{v}{' compiled' if compiled else ''}", []).append(res)
@@ -298,6 +366,12 @@ def main(argv=None) -> dict:
             ms = report["ms_per_step"][key]
             mb = report["peak_rss_mb"][key]
             print(f"{label:28s} {ms['gankit']:10.2f} {ms['hand_written']:10.2f} {ratio:7.3f} {mb['gankit']:10d} {mb['hand_written']:9d}")
+            own = results.get(f"{b}-own-nets{suffix}")
+            if own:
+                engine = statistics.median(o["seconds"] / t["seconds"] for o, t in zip(ours, own))
+                report["ratios"][f"{key} engine"] = round(engine, 4)
+                own_ms = statistics.median(t["seconds"] for t in own) * 1e3
+                print(f"{'  vs loop on gankit nets':28s} {ms['gankit']:10.2f} {own_ms:10.2f} {engine:7.3f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return report
