@@ -4,8 +4,8 @@
     .venv/bin/python tests/benchmarks/quality_toys.py --toys ring8 --backends torch --seeds 2
     .venv/bin/pytest tests/benchmarks/test_quality_toys.py -s         # the same, asserting the targets
 
-Each run is ``gankit.train(preset=TOY, seed=S, backend=B)`` — the shipped preset, through
-the real training driver — then the ``modes`` metric on 2,500 samples (VEEGAN/PacGAN: a
+Each run is ``gankit.train(preset=TOY_hq, seed=S, backend=B)`` — the shipped presets
+``ring8_hq`` and ``grid25_hq``, through the real training driver — then the ``modes`` metric on 2,500 samples (VEEGAN/PacGAN: a
 sample is high quality within 3σ of its nearest mode; a mode is captured when it is the
 nearest mode of at least one high-quality sample; KL of the mode histogram to uniform).
 Targets: all 8 / all 25 modes and ≥ 95% high-quality samples in every run, ≤ 2 minutes of
@@ -33,6 +33,7 @@ PACGAN_TABLE1 = {
     "grid25": {"GAN": (17.3, 94.8), "PacGAN4": (24.8, 93.6)},
 }
 MODES = {"ring8": 8, "grid25": 25}
+PRESETS = {"ring8": "ring8_hq", "grid25": "grid25_hq"}
 TARGET_HIGH_QUALITY = 95.0
 TARGET_CPU_SECONDS = 120.0
 NUM_SAMPLES = 2500
@@ -53,15 +54,15 @@ def limit_threads(backend: str, threads: int) -> None:
             pass
 
 
-def run_one(toy: str, backend: str, seed: int, out_dir: Path) -> dict:
+def run_one(toy: str, backend: str, seed: int, out_dir: Path, extra: list[str] = ()) -> dict:
     import gankit
     from gankit.evaluation import evaluate
     from gankit.training import build
 
     overrides = [f"seed={seed}", f"backend={backend}", f"output.dir={out_dir}", f"output.name={toy}-{backend}-{seed}",
-                 "output.overwrite=true", "training.tensorboard=false"]
+                 "output.overwrite=true", "training.tensorboard=false", *extra]
     cpu, wall = time.process_time(), time.perf_counter()
-    run = gankit.train(preset=toy, overrides=overrides)
+    run = gankit.train(preset=PRESETS[toy], overrides=overrides)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     exp = build(run.config)
     exp.trainer = run.trainer
@@ -100,7 +101,7 @@ def table(summary: list[dict]) -> str:
             lines.append(f"| {toy} | PacGAN Table 1: {name} | – | {modes} / {MODES[toy]} | {hq} | – | – | – |")
         for s in (s for s in summary if s["toy"] == toy):
             lines.append(
-                f"| {toy} | gankit preset, {s['backend']} | {s['runs']} | {s['modes']:.1f} ({s['modes_min']:.0f}) / {MODES[toy]} "
+                f"| {toy} | gankit `{PRESETS[toy]}`, {s['backend']} | {s['runs']} | {s['modes']:.1f} ({s['modes_min']:.0f}) / {MODES[toy]} "
                 f"| {s['high_quality']:.1f} ({s['high_quality_min']:.1f}) | {s['mode_kl']:.3f} | {s['cpu_seconds_max']:.0f} "
                 f"| {'yes' if s['passed'] else 'no'} |")
     return "\n".join(lines)
@@ -147,6 +148,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default="torch,tensorflow")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="framework threads (default 1)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset key (repeatable), e.g. --set training.steps=500")
     parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
     parser.add_argument("--picture", type=Path, default=None, help="save a scatter of seed 0 per toy and backend")
     args = parser.parse_args(argv)
@@ -158,7 +161,7 @@ def main(argv=None) -> int:
             limit_threads(backend, args.threads)
             for toy in toys:
                 for seed in range(args.seeds):
-                    r = run_one(toy, backend, seed, Path(tmp))
+                    r = run_one(toy, backend, seed, Path(tmp), args.overrides)
                     rows.append(r)
                     print(f"{toy:7s} {backend:10s} seed {seed}: {r['modes']:.0f}/{MODES[toy]} modes, "
                           f"{r['high_quality']:5.1f}% high quality, KL {r['mode_kl']:.3f}, "
