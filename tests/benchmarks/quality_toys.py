@@ -150,13 +150,20 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="framework threads (default 1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a preset key (repeatable), e.g. --set training.steps=500")
+    parser.add_argument("--runs", type=Path, default=None, help="keep the run directories here (default: a temporary folder)")
+    parser.add_argument("--merge", type=Path, nargs="*", default=None,
+                        help="instead of training, merge the --json files of earlier invocations (e.g. one per toy and backend run in parallel)")
     parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
     parser.add_argument("--picture", type=Path, default=None, help="save a scatter of seed 0 per toy and backend")
     args = parser.parse_args(argv)
     toys = [t for t in args.toys.split(",") if t]
     backends = [b for b in args.backends.split(",") if b and available(b)]
     rows = []
+    if args.merge is not None:
+        rows = [r for f in args.merge for r in json.loads(f.read_text())["runs"]]
+        backends = []
     with tempfile.TemporaryDirectory(prefix="gankit-quality-") as tmp:
+        tmp = args.runs or tmp
         for backend in backends:
             limit_threads(backend, args.threads)
             for toy in toys:
