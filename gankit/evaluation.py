@@ -105,7 +105,8 @@ def _extractor_factory(registry: Registry, params_by_name: dict[str, dict[str, A
 
 
 def _uses_ema(trainer) -> bool:
-    return bool(getattr(trainer, "ema", None) or getattr(trainer, "has_ema", False) or getattr(trainer, "uses_ema", False))
+    """Whether the trainer generates with an EMA generator (``training.ema_decay > 0``)."""
+    return bool(getattr(trainer, "has_ema", False))
 
 
 def evaluate(exp: "Experiment", *, num_samples: int | None = None, metrics: list[PluginChoice] | None = None,

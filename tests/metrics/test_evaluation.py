@@ -134,3 +134,18 @@ def test_evaluation_results_go_to_the_board(tmp_path):
     result = maybe_evaluate(exp, 5, tmp_path, board)
     assert board.logged == [(5, {f"eval/{k}": v for k, v in result.metrics.items()})]
     assert "eval/high_quality" in board.logged[0][1]
+
+
+@pytest.mark.torch
+def test_the_ema_generator_is_evaluated_when_there_is_one(tmp_path):
+    pytest.importorskip("torch")
+    cfg = tiny(tmp_path)
+    cfg["training"]["ema_decay"] = 0.9
+    run = gankit.train(cfg)
+    result, _ = evaluate_run(run.directory)
+    assert result.generator == "ema"
+    exp = load_run(run.directory)
+    from gankit.evaluation import generate, latents
+
+    z = latents(5, 2, "normal", seed=0)
+    np.testing.assert_allclose(generate(exp, 5, seed=0), run.trainer.generate(z), atol=1e-6)
