@@ -115,7 +115,8 @@ class TrainingConfig(StrictModel):
     num_samples: int = Field(default=2500, gt=0)
     """Samples drawn for the pictures and the final samples file."""
     compile: bool = False
-    """Compile the step (torch.compile on torch; TensorFlow steps are always tf.function)."""
+    """Compile: torch.compile the networks on torch; XLA (jit_compile) for the whole step on
+    TensorFlow, whose steps are a tf.function either way."""
     init: Literal["default", "normal", "xavier_uniform"] = "default"
     """Weight initialisation: the framework's default, N(0, 0.02) (DCGAN), or Xavier uniform."""
     ema_decay: float = Field(default=0.0, ge=0, lt=1)
