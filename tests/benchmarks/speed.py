@@ -42,6 +42,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BATCH, LR, LATENT = 64, 1e-4, 100
+#: The clock the children time steps with: time.perf_counter (wall) or time.process_time
+#: (``--clock cpu``: this process's CPU seconds, blind to other processes on a busy
+#: machine; use it with ``--threads 1`` so no thread spins while waiting).
+clock = time.perf_counter
 MLP_HIDDEN = [256, 512]
 
 
@@ -164,11 +168,11 @@ def run_torch(arch: str, steps: int, warmup: int, compiled: bool, device: str, o
     for _ in range(warmup):
         losses = step()
     float(losses[0])
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         losses = step()
     float(losses[0]), float(losses[1])  # wait for the device
-    return (time.perf_counter() - start) / steps
+    return (clock() - start) / steps
 
 
 # -- hand-written TensorFlow ------------------------------------------------------------------
@@ -254,11 +258,11 @@ def run_tf(arch: str, steps: int, warmup: int, compiled: bool, device: str, own_
     for _ in range(warmup):
         losses = step(next(data))
     float(losses[0])
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         losses = step(next(data))
     float(losses[0]), float(losses[1])
-    return (time.perf_counter() - start) / steps
+    return (clock() - start) / steps
 
 
 # -- one variant per process -------------------------------------------------------------
@@ -290,6 +294,10 @@ def _peak_device_mb(variant: str) -> float | None:
 
 
 def child(args) -> None:
+    global clock
+    if args.clock == "cpu":
+        clock = time.process_time
+        time.perf_counter = time.process_time  # the gankit driver's timestamps too (this process only)
     seconds = VARIANTS[args.child](args)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     print("RESULT " + json.dumps({"variant": args.child, "seconds": seconds, "peak_rss_mb": rss_mb,
@@ -298,7 +306,7 @@ def child(args) -> None:
 
 def spawn(variant: str, args, compiled: bool) -> dict:
     cmd = [sys.executable, __file__, "--child", variant, "--arch", args.arch, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--device", args.device] + (["--compile"] if compiled else [])
+           "--warmup", str(args.warmup), "--device", args.device, "--clock", args.clock] + (["--compile"] if compiled else [])
     env = {**os.environ, "GANKIT_BACKEND": ""}
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), TF_NUM_INTRAOP_THREADS=str(args.threads),
@@ -320,6 +328,8 @@ def main(argv=None) -> dict:
     p.add_argument("--compiled", action="store_true", help="also torch.compile and XLA jit_compile")
     p.add_argument("--only-compiled", action="store_true", help="only the compiled variants")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall seconds, or the process's CPU seconds (robust on a busy machine; with --threads 1)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per process (0: the frameworks' default)")
     p.add_argument("--own-nets", action="store_true",
                    help="also a hand-written loop around gankit's own nets and optimizer (the engine's overhead alone)")
@@ -346,7 +356,9 @@ def main(argv=None) -> dict:
                           f"{res['seconds'] * 1e3:9.2f} ms/step  peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
     report = {"arch": args.arch, "batch": BATCH, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
               "device": args.device, "ratios": {}, "ms_per_step": {}, "peak_rss_mb": {}, "peak_device_mb": {}}
-    print(f"\n{args.arch}, batch {BATCH}, {args.steps} timed steps after {args.warmup}, median of {args.rounds} rounds")
+    report["clock"], report["threads"] = args.clock, args.threads or "default"
+    print(f"\n{args.arch}, batch {BATCH}, {args.steps} timed steps after {args.warmup}, median of {args.rounds} rounds, "
+          f"{args.clock} clock, {args.threads or 'default'} threads")
     print(f"{'backend':28s} {'gankit ms':>10s} {'hand ms':>10s} {'ratio':>7s} {'gankit MB':>10s} {'hand MB':>9s}")
     for compiled in modes:
         suffix = " compiled" if compiled else ""
