@@ -13,10 +13,18 @@ from gankit.metrics import EvalContext
 
 def tiny(tmp_path, **evaluation):
     return {
-        "data": {"name": "ring8"}, "training": {"steps": 20, "batch_size": 64, "num_samples": 100},
+        "data": {"name": "ring8"},
+        "training": {"steps": 20, "batch_size": 64, "num_samples": 100, "tensorboard": False},
         "evaluation": {"num_samples": 200, **evaluation},
         "output": {"dir": str(tmp_path), "name": "run"},
     }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny torch run, shared by the tests that only read it."""
+    pytest.importorskip("torch")
+    return gankit.train(tiny(tmp_path_factory.mktemp("evaluation")))
 
 
 def test_evaluation_config_is_checked_against_the_registry():
@@ -59,9 +67,8 @@ def test_no_evaluation_by_default(tmp_path):
 
 
 @pytest.mark.torch
-def test_evaluate_run_matches_evaluating_the_trained_generator(tmp_path):
-    pytest.importorskip("torch")
-    run = gankit.train(tiny(tmp_path))
+def test_evaluate_run_matches_evaluating_the_trained_generator(trained, tmp_path):
+    run = trained
     result, path = evaluate_run(run.directory)
     assert path == run.directory / "eval.json"
     saved = json.loads(path.read_text())
@@ -76,9 +83,8 @@ def test_evaluate_run_matches_evaluating_the_trained_generator(tmp_path):
 
 
 @pytest.mark.torch
-def test_cli_evaluate(tmp_path, capsys):
-    pytest.importorskip("torch")
-    run = gankit.train(tiny(tmp_path))
+def test_cli_evaluate(trained, tmp_path, capsys):
+    run = trained
     out = tmp_path / "e.json"
     code = main(["evaluate", str(run.directory), "-n", "150", "-m", "kid", "-m", "classes", "-o", str(out)])
     stdout, stderr = capsys.readouterr()
@@ -96,9 +102,8 @@ def test_cli_evaluate_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.mark.torch
-def test_cli_evaluate_unknown_metric(tmp_path, capsys):
-    pytest.importorskip("torch")
-    run = gankit.train(tiny(tmp_path))
+def test_cli_evaluate_unknown_metric(trained, tmp_path, capsys):
+    run = trained
     code = main(["evaluate", str(run.directory), "-m", "nope"])
     _, err = capsys.readouterr()
     assert code == 2 and "unknown metric 'nope'; available:" in err
@@ -106,10 +111,9 @@ def test_cli_evaluate_unknown_metric(tmp_path, capsys):
 
 @pytest.mark.torch
 @pytest.mark.tensorflow
-def test_a_torch_run_evaluates_on_tensorflow(tmp_path):
-    pytest.importorskip("torch")
+def test_a_torch_run_evaluates_on_tensorflow(trained, tmp_path):
     pytest.importorskip("tensorflow")
-    run = gankit.train(tiny(tmp_path))
+    run = trained
     torch_result, _ = evaluate_run(run.directory, out=tmp_path / "t.json")
     tf_result, _ = evaluate_run(run.directory, backend="tensorflow", out=tmp_path / "tf.json")
     assert tf_result.metrics == pytest.approx(torch_result.metrics, rel=1e-3, abs=1e-4)
