@@ -63,6 +63,7 @@ from gankit.protocol import (
     LossMeta,
     NoParams,
     OptimizerSettings,
+    ProcessGroup,
     Regularizer,
     RegularizerMeta,
     StepResult,
