@@ -255,14 +255,16 @@ class Trainer(Protocol):
     def generator_step(self, batch_size: int, real: np.ndarray | None = None) -> float:
         """One generator update; returns its loss."""
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """``n`` generator samples as numpy (eval mode)."""
+    def sample(self, n: int, seed: int | None = None, labels: np.ndarray | None = None) -> np.ndarray:
+        """``n`` generator samples as numpy (eval mode). A conditional generator takes
+        ``labels`` (default: ``arange(n) % num_classes``)."""
 
-    def generate(self, z: np.ndarray) -> np.ndarray:
-        """Generator outputs for the given latents, as numpy (eval mode)."""
+    def generate(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Generator outputs for the given latents (and labels, when conditional), as
+        numpy (eval mode)."""
 
-    def discriminate(self, x: np.ndarray) -> np.ndarray:
-        """Discriminator logits for ``x``, as numpy (eval mode)."""
+    def discriminate(self, x: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Discriminator logits for ``x`` (and labels, when conditional), as numpy (eval mode)."""
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Weights in the canonical layout: ``generator.<param>``, ``discriminator.<param>``."""
