@@ -10,6 +10,14 @@ inputs are transposed once on the way in, outputs once on the way out, and flatt
 reshape go through the canonical order so that flattened features line up with
 torch's. Conv kernels stay canonical in the variables (so optimizer slots, EMA and
 checkpoints need no conversion) and are transposed to TF's layout inside the graph.
+
+Mixed precision: a net has a *compute dtype* (``float32``, ``bfloat16`` or ``float16``)
+apart from its variables' dtype (always float32 in training). The input and every
+weight are cast to the compute dtype as they enter the graph, so matmuls, convolutions
+and activations run in it while gradients reach the float32 variables through the
+casts. Batch and layer normalisation compute their statistics and normalise in float32
+(as Keras' mixed-precision policies and torch's autocast do), spectral normalisation's
+power iteration runs on the float32 weights, and the net's output comes back as float32.
 """
 
 from __future__ import annotations
@@ -58,9 +66,13 @@ class TensorFlowNet(tf.Module):
     trainable variables in canonical order (what optimizers update). The net starts
     from gankit's ``default`` initialisation drawn with ``seed``; dropout masks come
     from a generator seeded with ``seed`` too.
+
+    ``dtype`` is the variables' dtype; ``compute_dtype`` (default: ``dtype``) the dtype
+    the forward computes in, overridable per call with ``compute_dtype=``. The output
+    is always in ``dtype``.
     """
 
-    def __init__(self, spec: NetSpec, dtype: str = "float32", seed: int = 0):
+    def __init__(self, spec: NetSpec, dtype: str = "float32", seed: int = 0, compute_dtype: str | None = None):
         super().__init__(name=_identifier(spec.name))
         unknown = sorted({layer.kind for _, layer, _ in spec.walk()} - set(SUPPORTED_LAYERS))
         if unknown:
@@ -70,6 +82,8 @@ class TensorFlowNet(tf.Module):
             )
         self.spec = spec
         self.dtype = tf.as_dtype(dtype)
+        self.compute_dtype = tf.as_dtype(compute_dtype or dtype)
+        self._compute = self.compute_dtype  # the current call's compute dtype
         self._shapes = spec.shapes()
         init = net_weights(spec, "default", np.random.default_rng(seed))
         with self.name_scope:
@@ -85,8 +99,12 @@ class TensorFlowNet(tf.Module):
                 self._dropout_rng = tf.random.Generator.from_seed(int(np.random.SeedSequence([seed, 0xD80]).generate_state(1)[0]))
         self.parameters = tuple(self.params[k] for k in spec.parameter_shapes())
 
-    def __call__(self, x, training: bool = False, labels=None):
-        x = tf.convert_to_tensor(x, dtype=self.dtype)
+    def __call__(self, x, training: bool = False, labels=None, *, compute_dtype=None):
+        # The dtype every layer computes in while this call is traced (read by _cast).
+        self._compute = tf.as_dtype(compute_dtype) if compute_dtype is not None else self.compute_dtype
+        if not isinstance(x, (tf.Tensor, tf.Variable)):
+            x = tf.convert_to_tensor(x, dtype=self.dtype)
+        x = tf.cast(x, self._compute)
         if self.spec.conditional:
             if labels is None:
                 raise ValueError(f"net {self.spec.name!r} is class-conditional: call it with labels")
@@ -96,7 +114,14 @@ class TensorFlowNet(tf.Module):
         x = self._sequence(self.spec.layers, self._shapes, "", x, bool(training), labels)
         if _is_image(self._shapes[-1]):
             x = tf.transpose(x, _TO_NCHW)
-        return x
+        return tf.cast(x, self.dtype)
+
+    def _cast(self, t):
+        """A weight (or float32 result) in this call's compute dtype; a no-op in float32."""
+        return tf.cast(t, self._compute)
+
+    def _param(self, name):
+        return self._cast(self.params[name])
 
     def _sequence(self, layers, shapes, prefix, x, training, labels):
         for i, layer in enumerate(layers):
@@ -110,7 +135,7 @@ class TensorFlowNet(tf.Module):
         w = self.params[p + name]
         sn = getattr(layer, "spectral_norm", None)
         if sn is None:
-            return w
+            return self._cast(w)
         u_var = self.buffers[f"{p}{name}_u"]
         mat = rows_first(w)
         frozen = tf.stop_gradient(mat)
@@ -124,13 +149,13 @@ class TensorFlowNet(tf.Module):
         else:
             v = _l2_normalize(tf.linalg.matvec(frozen, u, transpose_a=True), sn.eps)
         sigma = tf.reduce_sum(u * tf.linalg.matvec(mat, tf.stop_gradient(v)))
-        return w / sigma
+        return self._cast(w / sigma)  # the power iteration and sigma stay in float32
 
     # -- layers (x is NHWC for images) ----------------------------------------------
     def _layer_dense(self, p, layer, shape, x, training, labels):
         w = self._weight(p, layer, training, tf.transpose)  # weight is (in, out): rows are outputs
         y = tf.linalg.matmul(x, w)
-        return y + self.params[p + "bias"] if layer.bias else y
+        return y + self._param(p + "bias") if layer.bias else y
 
     def _layer_conv2d(self, p, layer, shape, x, training, labels):
         w = self._weight(p, layer, training, lambda m: tf.reshape(m, [m.shape[0], -1]))
@@ -138,7 +163,7 @@ class TensorFlowNet(tf.Module):
         if pad:  # tf.pad + VALID: the same numbers as EXPLICIT padding, 2-3x faster on CPU
             x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         y = tf.nn.conv2d(x, tf.transpose(w, _KERNEL), strides=layer.stride, padding="VALID")
-        return tf.nn.bias_add(y, self.params[p + "bias"]) if layer.bias else y
+        return tf.nn.bias_add(y, self._param(p + "bias")) if layer.bias else y
 
     def _layer_conv_transpose2d(self, p, layer, shape, x, training, labels):
         w = self._weight(p, layer, training, lambda m: tf.reshape(tf.transpose(m, [1, 0, 2, 3]), [m.shape[1], -1]))
@@ -160,12 +185,12 @@ class TensorFlowNet(tf.Module):
             kernel = tf.pad(kernel, [[0, zeros], [0, zeros], [0, 0], [0, 0]]) if zeros else kernel
             y = tf.nn.conv2d_transpose(x, kernel, output_shape=tf.stack([batch, out_h, out_w, layer.channels]),
                                        strides=s, padding="SAME")
-            return tf.nn.bias_add(y, self.params[p + "bias"]) if layer.bias else y
+            return tf.nn.bias_add(y, self._param(p + "bias")) if layer.bias else y
         y = tf.nn.conv2d_transpose(x, kernel, output_shape=tf.stack([batch, full_h, full_w, layer.channels]),
                                    strides=s, padding="VALID")
         if pad or grow:
             y = y[:, pad : pad + out_h, pad : pad + out_w, :]
-        return tf.nn.bias_add(y, self.params[p + "bias"]) if layer.bias else y
+        return tf.nn.bias_add(y, self._param(p + "bias")) if layer.bias else y
 
     def _layer_upsample(self, p, layer, shape, x, training, labels):
         c, h, w = shape
@@ -195,10 +220,16 @@ class TensorFlowNet(tf.Module):
     def _layer_dropout(self, p, layer, shape, x, training, labels):
         if not training or layer.rate == 0:
             return x
-        keep = self._dropout_rng.uniform(tf.shape(x), dtype=x.dtype) >= layer.rate
+        # Drawn in float32 whatever the compute dtype: the same masks in every precision.
+        keep = self._dropout_rng.uniform(tf.shape(x), dtype=tf.float32) >= layer.rate
         return tf.where(keep, x / (1.0 - layer.rate), tf.zeros_like(x))
 
     def _layer_batch_norm(self, p, layer, shape, x, training, labels):
+        # Statistics and normalisation in the variables' dtype (float32), whatever the
+        # compute dtype: a bfloat16 mean/variance loses the small differences that matter.
+        return self._cast(self._batch_norm(p, layer, shape, tf.cast(x, self.dtype), training))
+
+    def _batch_norm(self, p, layer, shape, x, training):
         weight, bias = self.params[p + "weight"], self.params[p + "bias"]
         running_mean, running_var = self.buffers[p + "running_mean"], self.buffers[p + "running_var"]
         if not training:
@@ -219,6 +250,9 @@ class TensorFlowNet(tf.Module):
         return (x - mean) / tf.math.sqrt(var + layer.eps) * weight + bias
 
     def _layer_layer_norm(self, p, layer, shape, x, training, labels):
+        return self._cast(self._layer_norm(p, layer, shape, tf.cast(x, self.dtype)))  # float32, as batch norm
+
+    def _layer_norm(self, p, layer, shape, x):
         weight, bias = self.params[p + "weight"], self.params[p + "bias"]
         axes = list(range(1, len(shape) + 1))
         if _is_image(shape):  # canonical (C, H, W) scale and shift, NHWC tensor
@@ -256,8 +290,8 @@ class TensorFlowNet(tf.Module):
     def _layer_projection(self, p, layer, shape, x, training, labels):
         y = tf.linalg.matmul(x, self._weight(p, layer, training, tf.transpose))
         if layer.bias:
-            y = y + self.params[p + "bias"]
-        e = tf.gather(self._weight(p, layer, training, lambda m: m, "embedding"), labels)
+            y = y + self._param(p + "bias")
+        e = tf.gather(self._weight(p, layer, training, lambda m: m, "embedding"), labels)  # compute dtype
         return y + tf.math.reduce_sum(e * x, axis=1, keepdims=True)
 
     def _layer_residual(self, p, layer, shape, x, training, labels):
@@ -284,9 +318,9 @@ def _same_padding_extension(k: int, s: int, pad: int, output_padding: int) -> in
     return None
 
 
-def build_net(spec: NetSpec, dtype: str = "float32", seed: int = 0) -> TensorFlowNet:
-    """Build ``spec`` as a :class:`TensorFlowNet`."""
-    return TensorFlowNet(spec, dtype=dtype, seed=seed)
+def build_net(spec: NetSpec, dtype: str = "float32", seed: int = 0, compute_dtype: str | None = None) -> TensorFlowNet:
+    """Build ``spec`` as a :class:`TensorFlowNet` (``compute_dtype``: see the class)."""
+    return TensorFlowNet(spec, dtype=dtype, seed=seed, compute_dtype=compute_dtype)
 
 
 def export_weights(net: TensorFlowNet) -> dict[str, np.ndarray]:

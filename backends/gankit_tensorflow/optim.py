@@ -200,6 +200,72 @@ class SGD(Optimizer):
         var.assign_sub(lr * grad)
 
 
+class LossScale:
+    """Dynamic loss scaling for float16, with ``torch.amp.GradScaler``'s rule and defaults.
+
+    The loss is multiplied by ``scale`` before differentiation so that small float16
+    gradients do not flush to zero; :meth:`unscale` divides the (float32) gradients
+    back. A step whose gradients hold an inf or a NaN is skipped (the optimizer is not
+    applied, its step counter does not move) and the scale is multiplied by
+    ``backoff_factor``; after ``growth_interval`` good steps in a row it is multiplied by
+    ``growth_factor`` (unless that would overflow float32). ``scale`` and ``good_steps``
+    are variables updated inside the compiled step; they belong to the resume state.
+    """
+
+    def __init__(self, init_scale: float = 2.0**16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
+                 growth_interval: int = 2000, name: str = "loss_scale"):
+        self.growth_factor, self.backoff_factor = float(growth_factor), float(backoff_factor)
+        self.growth_interval = int(growth_interval)
+        self.scale = tf.Variable(float(init_scale), dtype=tf.float32, trainable=False, name=name)
+        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_good_steps")
+
+    def scale_loss(self, loss: tf.Tensor) -> tf.Tensor:
+        """``loss * scale`` (in float32; call it inside the gradient tape)."""
+        return tf.cast(loss, tf.float32) * self.scale
+
+    def unscale(self, grads: Sequence[tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor]:
+        """``(grads / scale, all finite)``: the true gradients and whether the step may apply."""
+        inv = 1.0 / tf.identity(self.scale)  # GradScaler multiplies by the float32 reciprocal too
+        grads = [tf.cast(g, tf.float32) * inv for g in grads]
+        finite = tf.math.reduce_all(tf.stack([tf.math.reduce_all(tf.math.is_finite(g)) for g in grads]))
+        return grads, finite
+
+    def update(self, finite: tf.Tensor) -> None:
+        """Back off after a non-finite step; grow after ``growth_interval`` finite ones."""
+        scale = tf.identity(self.scale)
+        good = tf.where(finite, self.good_steps + 1, tf.zeros_like(self.good_steps))
+        due = good >= self.growth_interval  # the counter restarts then, grown or not (torch)
+        grown = scale * self.growth_factor
+        grow = tf.math.logical_and(due, tf.math.is_finite(grown))
+        self.scale.assign(tf.where(finite, tf.where(grow, grown, scale), scale * self.backoff_factor))
+        self.good_steps.assign(tf.where(due, tf.zeros_like(good), good))
+
+    def apply(self, optimizer: "Optimizer", grads: Sequence[tf.Tensor], clip=None) -> tf.Tensor:
+        """Unscale ``grads`` (the gradients of :meth:`scale_loss`), clip them with ``clip``
+        (a function of the gradient list), apply ``optimizer`` only if all are finite, and
+        update the scale. Returns whether the step was applied (a bool tensor)."""
+        grads, finite = self.unscale(grads)
+        if clip is not None:
+            grads = clip(grads)
+
+        def step():
+            optimizer.apply(grads)
+            return tf.constant(True)
+
+        applied = tf.cond(finite, step, lambda: tf.constant(False))
+        self.update(finite)
+        return applied
+
+    def state(self) -> np.ndarray:
+        """``[scale, good steps]`` as float64 (what torch's rng state holds for its scaler)."""
+        return np.asarray([float(self.scale.numpy()), float(self.good_steps.numpy())], dtype=np.float64)
+
+    def load_state(self, value) -> None:
+        scale, good = np.asarray(value, dtype=np.float64).reshape(2).tolist()
+        self.scale.assign(scale)
+        self.good_steps.assign(int(good))
+
+
 def make_optimizer(settings: OptimizerSettings, variables: Mapping[str, tf.Variable]) -> Optimizer:
     """The optimizer for ``settings`` over ``variables`` (canonical name -> variable)."""
     if settings.name == "adam":

@@ -11,6 +11,18 @@ the uncompiled step's, so a seed repeats exactly within one setting.
 Every network call inside a training update runs in training mode, as a torch module
 in ``train()`` does: batch-norm running statistics update on each call (real, fake,
 penalty and generator-update calls alike), matching the torch backend.
+
+``precision = bfloat16 | float16`` (mixed precision): the generator and discriminator
+compute in that dtype while their variables, the optimizers' slots and the EMA stay
+float32 (see :mod:`gankit_tensorflow.nn`: batch/layer norm in float32, outputs cast to
+float32), so losses and penalties are float32 formulas on float32 logits. Penalties
+differentiate the discriminator in the compute dtype under bfloat16 (float32's range)
+and in float32 under float16, whose input gradients are not loss-scaled and would
+underflow. float16 needs a GPU and scales each network's loss with its own dynamic
+:class:`~gankit_tensorflow.optim.LossScale` (torch's GradScaler rule: a step with
+non-finite gradients is skipped and halves the scale; 2000 good steps double it),
+whose state is part of :meth:`TensorFlowTrainer.rng_state`. Sampling, ``generate`` and
+``discriminate`` run in float32, as on torch.
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ from gankit_tensorflow import distributed as tf_distributed  # noqa: E402
 from gankit_tensorflow.device import device_name, resolve_device  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, check_weights, export_weights, load_weights  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
-from gankit_tensorflow.optim import make_optimizer  # noqa: E402
+from gankit_tensorflow.optim import LossScale, make_optimizer  # noqa: E402
 
 PREFIXES = ("generator.", "discriminator.")
 EMA_PREFIX = "generator_ema."
@@ -51,6 +63,11 @@ class TensorFlowTrainer:
         #: name ("cpu", "cuda:0") that runs and summaries report, as on torch.
         self.tf_device = resolve_device(setup.device)
         self.device = device_name(self.tf_device)
+        _check_precision(setup.precision, self.device)
+        #: The dtype the networks compute in during training (variables stay float32).
+        self.compute_dtype = tf.as_dtype(setup.precision)
+        # float16 input gradients are not loss-scaled: penalties differentiate in float32.
+        self._penalty_dtype = tf.float32 if setup.precision == "float16" else self.compute_dtype
         self._step_count = 0
         self.n_critic = int(setup.n_critic)
         self.latent_dim = int(setup.latent_dim)
@@ -72,13 +89,16 @@ class TensorFlowTrainer:
         #: The tf.distribute strategy of a data-parallel run (see gankit_tensorflow.distributed).
         self.strategy = tf_distributed.strategy()
         with tf_distributed.variable_scope(self.strategy, self.tf_device):
-            self.G = TensorFlowNet(setup.generator)
-            self.D = TensorFlowNet(setup.discriminator)
-            self.G_ema = TensorFlowNet(setup.generator) if self.has_ema else None
+            self.G = TensorFlowNet(setup.generator, compute_dtype=setup.precision)
+            self.D = TensorFlowNet(setup.discriminator, compute_dtype=setup.precision)
+            self.G_ema = TensorFlowNet(setup.generator) if self.has_ema else None  # samples: float32
             # The step index inside the compiled step (schedules, EMA start).
             self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.g_opt = make_optimizer(setup.g_optimizer, self.G.params)
             self.d_opt = make_optimizer(setup.d_optimizer, self.D.params)
+            #: float16's dynamic loss scales by role (None in other precisions).
+            self.loss_scales = {role: LossScale(name=f"{role}_loss_scale") for role in ("generator", "discriminator")} \
+                if setup.precision == "float16" else None
         with tf.device(self.tf_device):
             # Three independent streams from one seed: training latents, the ops'
             # draws (penalties), and sample() without a seed, so sampling for a
@@ -156,14 +176,29 @@ class TensorFlowTrainer:
         return {"generator": self.setup.g_optimizer.lr_at(self.step_count, self.setup.total_steps),
                 "discriminator": self.setup.d_optimizer.lr_at(self.step_count, self.setup.total_steps)}
 
-    def _d_logits(self, x, training=True, labels=None):
-        return tf.reshape(self.D(x, training=training, labels=labels), [-1])
+    def _d_logits(self, x, training=True, labels=None, compute_dtype=None):
+        return tf.reshape(self.D(x, training=training, labels=labels, compute_dtype=compute_dtype), [-1])
+
+    def _apply(self, role, grads):
+        """All-reduce, (unscale,) clip and apply one network's gradients; under float16
+        the loss scale skips a step with non-finite gradients."""
+        opt, settings = (self.g_opt, self.setup.g_optimizer) if role == "generator" else \
+            (self.d_opt, self.setup.d_optimizer)
+        grads = self._all_reduce(grads)
+        if self.loss_scales is None:
+            opt.apply(self._clip(grads, settings))
+        else:
+            self.loss_scales[role].apply(opt, grads, clip=lambda g: self._clip(g, settings))
+
+    def _scaled(self, role, loss):
+        """The loss to differentiate: ``loss * scale`` under float16, else ``loss``."""
+        return loss if self.loss_scales is None else self.loss_scales[role].scale_loss(loss)
 
     def _d_update(self, real, labels=None):
         # A conditional GAN's fakes take the real batch's labels.
         ops = self.ops
         fake = tf.stop_gradient(self.G(self._latent(tf.shape(real)[0], self._noise), training=True, labels=labels))
-        d_fn = lambda x: self._d_logits(x, labels=labels)  # noqa: E731
+        d_fn = lambda x: self._d_logits(x, labels=labels, compute_dtype=self._penalty_dtype)  # noqa: E731
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.D.parameters)
             real_logits = self._d_logits(real, labels=labels)
@@ -174,8 +209,9 @@ class TensorFlowTrainer:
                 for name, reg in self.regularizers.items()
             }
             total = loss + tf.math.add_n(list(penalties.values())) if penalties else loss
+            total = self._scaled("discriminator", total)
         grads = tape.gradient(total, self.D.parameters, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        self.d_opt.apply(self._clip(self._all_reduce(grads), self.setup.d_optimizer))
+        self._apply("discriminator", grads)
         return loss, penalties, tf.math.reduce_mean(real_logits), tf.math.reduce_mean(fake_logits)
 
     def _g_update(self, n, real=None, labels=None):
@@ -185,8 +221,9 @@ class TensorFlowTrainer:
             fake_logits = self._d_logits(fake, labels=labels)
             real_logits = self._d_logits(real, labels=labels) if self.needs_real else None
             loss = tf.cast(self.loss.generator(self.ops, fake_logits, real_logits), tf.float32)
-        grads = tape.gradient(loss, self.G.parameters, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        self.g_opt.apply(self._clip(self._all_reduce(grads), self.setup.g_optimizer))
+            scaled = self._scaled("generator", loss)
+        grads = tape.gradient(scaled, self.G.parameters, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        self._apply("generator", grads)
         return loss
 
     def _all_reduce(self, grads):
@@ -238,8 +275,10 @@ class TensorFlowTrainer:
             self._g_fn = fn(lambda n, *y: self._g_update(n, None, *y), count, *ys)
         evaluate = lambda f, *sig: tf.function(f, input_signature=sig, autograph=False)  # noqa: E731
         sampler = self.G_ema if self.has_ema else self.G
-        self._generate_fn = evaluate(lambda z, *y: sampler(z, False, *y), latent, *ys)
-        self._discriminate_fn = evaluate(lambda x, *y: self._d_logits(x, False, *y), sample, *ys)
+        # Evaluation computes in float32 whatever the training precision (as torch's does).
+        self._generate_fn = evaluate(lambda z, *y: sampler(z, False, *y, compute_dtype=tf.float32), latent, *ys)
+        self._discriminate_fn = evaluate(lambda x, *y: self._d_logits(x, False, *y, compute_dtype=tf.float32),
+                                         sample, *ys)
 
     def _labels(self, labels, shape, required: bool = False) -> tuple:
         """``()`` for unconditional nets, else ``(int32 labels,)`` to append to a call."""
@@ -380,9 +419,12 @@ class TensorFlowTrainer:
         return gens
 
     def rng_state(self) -> dict[str, np.ndarray]:
-        """The states of the training-noise, penalty-noise and sampling generators, and the step index."""
+        """The states of the training-noise, penalty-noise and sampling generators, the
+        step index, and under float16 the loss scales (``loss_scale.<role>``: scale, good steps)."""
         out = {name: np.asarray(g.state.numpy()) for name, g in self._generators().items()}
         out["step"] = np.asarray(self._step.numpy(), dtype=np.int64)
+        for role, scale in (self.loss_scales or {}).items():
+            out[f"loss_scale.{role}"] = scale.state()
         return out
 
     def load_rng_state(self, state: dict[str, np.ndarray]) -> None:
@@ -395,6 +437,9 @@ class TensorFlowTrainer:
         for name, g in gens.items():
             g.state.assign(np.asarray(state[name], dtype=g.state.dtype.as_numpy_dtype))
         self._step.assign(int(np.asarray(state.get("step", self.step_count))))
+        for role, scale in (self.loss_scales or {}).items():
+            if f"loss_scale.{role}" in state:  # a float32 or bfloat16 run has none: keep the initial scale
+                scale.load_state(state[f"loss_scale.{role}"])
 
     def parameters_of(self, role: str) -> dict[str, np.ndarray]:
         """Trainable parameters of ``"generator"`` or ``"discriminator"`` (canonical
@@ -403,7 +448,8 @@ class TensorFlowTrainer:
         return {k: np.array(v.numpy()) for k, v in net.params.items()}
 
     def __repr__(self) -> str:
-        return f"TensorFlowTrainer(device={self.device!r}, step={self.step_count}, compile={self.setup.compile})"
+        return (f"TensorFlowTrainer(device={self.device!r}, step={self.step_count}, "
+                f"compile={self.setup.compile}, precision={self.setup.precision!r}, ema={self.has_ema})")
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
         """Both optimizers' step counters and slots (torch slot names), prefixed
@@ -456,6 +502,12 @@ def _check_setup(setup: TrainSetup) -> None:
     if setup.batch_size % setup.world_size:
         raise ConfigError(f"batch_size {setup.batch_size} does not divide among {setup.world_size} workers",
                           hint=f"use a multiple of {setup.world_size}")
-    if setup.precision != "float32":
-        raise ConfigError(f"precision {setup.precision!r} is not available on the tensorflow backend yet",
-                          hint="use precision = 'float32' on tensorflow, or the torch backend")
+    if setup.precision not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"unknown precision {setup.precision!r}", hint="use float32, bfloat16 or float16")
+
+
+def _check_precision(precision: str, device: str) -> None:
+    """float16 (loss-scaled) needs a GPU: the torch backend's rule and message."""
+    if precision == "float16" and not device.startswith("cuda"):
+        raise ConfigError(f"precision float16 needs a CUDA GPU, the trainer runs on {device}",
+                          hint="use precision = 'bfloat16' on the cpu, or 'float32'")
