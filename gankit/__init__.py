@@ -54,6 +54,7 @@ from gankit.nets import (
     SpectralNorm,
     Upsample,
 )
+from gankit.native import NativeNet
 from gankit.ops import NumpyOps, Ops
 from gankit.plugins import PluginWarning, Registry, get_backend, get_registry
 from gankit.protocol import (

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from gankit.errors import CheckpointError
+from gankit.native import AnyNet
 from gankit.nets import NetSpec
 from gankit.protocol import StrictModel
 
@@ -63,9 +64,9 @@ class Manifest(StrictModel):
     """Backend that wrote the checkpoint."""
     versions: dict[str, str]
     """gankit and framework versions."""
-    generator: NetSpec
-    """Generator spec."""
-    discriminator: NetSpec
+    generator: AnyNet
+    """Generator spec (a NetSpec, or a NativeNet for a native architecture)."""
+    discriminator: AnyNet
     """Discriminator spec."""
     config: dict[str, Any]
     """The resolved experiment config."""

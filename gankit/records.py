@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Literal, Mapping, Optional
 
 from pydantic import BaseModel
 
@@ -63,19 +64,94 @@ class RegularizerRecord(PluginRecord):
 
 @dataclass(frozen=True)
 class ArchitectureRecord(PluginRecord):
-    """An architecture. ``factory(params, role=..., input_shape=..., output_shape=...)``
-    returns a :class:`gankit.nets.NetSpec`; a ``conditional`` one is also given
-    ``num_classes=`` (the labelled dataset's class count, ``None`` when there is none)."""
+    """An architecture: a neutral spec every backend builds, or a native model for one.
+
+    *A neutral spec* (the usual kind): ``factory(params, role=..., input_shape=...,
+    output_shape=...)`` returns a :class:`gankit.nets.NetSpec` built from the layer
+    vocabulary; every backend builds it and checkpoints move between backends.
+
+    *A native model*, for a layer the vocabulary lacks: leave ``factory`` out and give
+    ``native={"torch": build}``, a builder per backend with the factory's signature that
+    returns that framework's own model — a ``torch.nn.Module`` called as ``model(x)``;
+    a ``tf.Module`` (or Keras layer) called as ``model(x, training=...)`` — with
+    ``model(x, labels, ...)`` for a class-conditional one. The generator maps
+    ``(batch, *input_shape)`` latents to ``(batch, *output_shape)`` samples, the
+    discriminator samples to ``(batch, 1)`` logits. The record's factory then returns a
+    :class:`gankit.NativeNet` describing the network; the backend calls the builder. Such
+    an architecture builds only on the backends in ``native`` (``backends`` is filled
+    in from them): another backend refuses it with one line, its checkpoints load only
+    there, and the conformance suite reports it as single-backend.
+
+    A ``conditional`` architecture's factory and builders are also given
+    ``num_classes=`` (the labelled dataset's class count; without data, the
+    ``num_classes`` param when there is one).
+    """
 
     kind: ClassVar[str] = "architecture"
+    #: The neutral factory (None for a native architecture: gankit makes one).
+    factory: Optional[Callable[..., Any]] = None
     roles: tuple[Literal["generator", "discriminator"], ...] = ("generator", "discriminator")
     #: Class-conditional: its nets read class labels (training needs a labelled dataset).
     conditional: bool = False
-    #: The backends that can build it, when not all: an architecture with a native
-    #: builder for one backend (a layer the vocabulary lacks) names that backend here,
-    #: and the conformance suite reports it as single-backend. ``None``: every backend
-    #: (a pure neutral spec).
-    backends: tuple[str, ...] | None = None
+    #: The backends that can build it, when not all: the keys of ``native`` for a
+    #: native architecture. ``None``: every backend (a pure neutral spec).
+    backends: Optional[tuple[str, ...]] = None
+    #: Native builders by backend name (see above); ``None`` for a neutral spec.
+    native: Optional[Mapping[str, Callable[..., Any]]] = None
+
+    def __post_init__(self):
+        if self.native is not None:
+            if self.factory is not None:
+                raise TypeError(f"architecture {self.name!r}: give a factory (a neutral spec) or native builders, "
+                                "not both")
+            if not self.native or not all(isinstance(k, str) and callable(v) for k, v in self.native.items()):
+                raise TypeError(f"architecture {self.name!r}: native must map backend names to builder callables")
+            native = MappingProxyType(dict(self.native))
+            if self.backends is not None and set(self.backends) != set(native):
+                raise TypeError(f"architecture {self.name!r}: backends {tuple(self.backends)} differ from the "
+                                f"backends of its native builders {tuple(native)}")
+            object.__setattr__(self, "native", native)
+            object.__setattr__(self, "backends", tuple(self.backends or native))
+            object.__setattr__(self, "factory", _NativeFactory(self))
+        elif self.factory is None:
+            raise TypeError(f"architecture {self.name!r}: give a factory returning a NetSpec, or native builders")
+        if self.backends is not None:
+            if not self.backends or not all(isinstance(b, str) and b for b in self.backends):
+                raise TypeError(f"architecture {self.name!r}: backends must be a non-empty tuple of backend names")
+            object.__setattr__(self, "backends", tuple(self.backends))
+        super().__post_init__()
+
+    def builds_on(self, backend: str) -> bool:
+        """Whether ``backend`` can build this architecture (every backend, for a neutral spec)."""
+        return self.backends is None or backend in self.backends
+
+
+class _NativeFactory:
+    """The factory of a native architecture: returns a :class:`gankit.NativeNet` bound to its record."""
+
+    def __init__(self, record: "ArchitectureRecord"):
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"<native factory of architecture {self.record.name!r}>"
+
+    def __call__(self, params, *, role, input_shape, output_shape, num_classes=None):
+        from gankit.native import NativeNet
+
+        rec = self.record
+        if role not in rec.roles:
+            raise ValueError(f"architecture {rec.name!r} cannot be a {role}")
+        if rec.conditional:
+            num_classes = num_classes if num_classes is not None else getattr(params, "num_classes", None)
+            if num_classes is None:
+                raise ValueError(f"architecture {rec.name!r} is class-conditional and needs num_classes")
+        else:
+            num_classes = None
+        dumped = params.model_dump(mode="json") if isinstance(params, BaseModel) else dict(params or {})
+        net = NativeNet(name=f"{rec.name}_{role}", architecture=rec.name, backends=rec.backends, role=role,
+                        params=dumped, input_shape=tuple(input_shape), output_shape=tuple(output_shape),
+                        num_classes=num_classes)
+        return net.attach(rec)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ one backend loads into any other::
     images = gan.sample(64, seed=0, truncation=1.5)
 
 Loading parses JSON and safetensors only (:func:`gankit.checkpoint.load`); the
-networks are rebuilt from the spec's layer vocabulary, never from code in the file.
+networks are rebuilt from the spec's layer vocabulary, never from code in the file (a
+native architecture's by the installed plugin's builder, on its own backend only).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from gankit import checkpoint
+from gankit import checkpoint, native
 from gankit.errors import CheckpointError, ConfigError, DataError
 from gankit.nets import NetSpec, class_labels, conditional_classes
 from gankit.plugins import Registry, get_registry
@@ -129,7 +130,8 @@ def load_checkpoint(path: str | os.PathLike, backend: str | None = None, *, devi
         where = ".".join(str(x) for x in first["loc"])
         raise CheckpointError(f"the checkpoint's config is invalid at {where}: {first['msg']}",
                               hint="it was written by an incompatible gankit version") from None
-    g, d = manifest.generator, manifest.discriminator
+    g, d = (native.bind(spec, reg, name, f"checkpoint {str(path)!r}")
+            for spec in (manifest.generator, manifest.discriminator))
     try:
         conditional_classes(g, d)
     except ValueError as exc:

@@ -34,6 +34,7 @@ from gankit.data import ArrayDataset, Dataset, epoch_orders
 from gankit.errors import CheckpointError, ConfigError, TrainingError
 from gankit.init import initial_weights
 from gankit.monitor import TENSORBOARD_DIR, MetricsLog, Progress, TensorBoard
+from gankit.native import not_built_on, switch_hint
 from gankit.nets import NetSpec
 from gankit.plugins import Registry, get_registry
 from gankit.protocol import Backend, ProcessGroup, Trainer, TrainSetup
@@ -93,6 +94,17 @@ def _build_architecture(registry: Registry, choice, dataset: Dataset, **kwargs) 
     return record.factory(record.params.model_validate(choice.params), **kwargs)
 
 
+def check_builds_on(registry: Registry, cfg: ExperimentConfig) -> None:
+    """Refuse, in one line, an architecture that the configured backend cannot build (a
+    native architecture of another backend), before any work starts."""
+    for role in ("generator", "discriminator"):
+        name = getattr(cfg, role).name
+        record = registry.get("architecture", name).record
+        if not record.builds_on(cfg.backend):
+            reason = not_built_on(name, record.backends, cfg.backend, native=record.native is not None)
+            raise ConfigError(f"{role}.name: {reason}", hint=switch_hint(record.backends))
+
+
 def check_fits(cfg: ExperimentConfig, dataset: Dataset, g_spec: NetSpec, d_spec: NetSpec, world_size: int = 1) -> None:
     """Refuse, with one line each, a config that cannot train (before any work starts)."""
     t = cfg.training
@@ -136,6 +148,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
     launcher's process group first (what :func:`train` does)."""
     reg = registry or get_registry()
     cfg = config
+    check_builds_on(reg, cfg)
     dataset = _build_plugin(reg, "dataset", cfg.data, seed=cfg.seed)
     sample_shape = tuple(dataset.sample_shape)
     g_spec = _build_architecture(reg, cfg.generator, dataset, role="generator",
@@ -158,7 +171,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
         device=group.device or cfg.device, compile=t.compile,
         initial_weights=initial_weights(g_spec, d_spec, t.init, cfg.seed),
         total_steps=t.steps, ema_decay=t.ema_decay, ema_start=t.ema_start, precision=t.precision,
-        world_size=group.world_size, rank=group.rank,
+        world_size=group.world_size, rank=group.rank, threads=t.threads,
     )
     trainer = backend.build_trainer(setup)
     return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group)

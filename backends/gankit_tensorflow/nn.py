@@ -72,6 +72,14 @@ class TensorFlowNet(tf.Module):
     is always in ``dtype``.
     """
 
+    def __new__(cls, spec, *args, **kwargs):
+        # A plugin's own model (a gankit.NativeNet) is built by gankit_tensorflow.native.
+        if cls is TensorFlowNet and getattr(spec, "kind", None) == "native":
+            from gankit_tensorflow.native import NativeTensorFlowNet
+
+            cls = NativeTensorFlowNet
+        return super().__new__(cls)
+
     def __init__(self, spec: NetSpec, dtype: str = "float32", seed: int = 0, compute_dtype: str | None = None):
         super().__init__(name=_identifier(spec.name))
         unknown = sorted({layer.kind for _, layer, _ in spec.walk()} - set(SUPPORTED_LAYERS))

@@ -252,7 +252,12 @@ def _build_layer(layer, input_shape) -> nn.Module:
 
 
 def build_net(spec: NetSpec) -> Net:
-    """The spec as a :class:`Net` (float32, on cpu; load canonical weights next)."""
+    """The spec as a :class:`Net` (float32, on cpu; load canonical weights next). A
+    :class:`gankit.NativeNet` is the plugin's own module (:mod:`gankit_torch.native`)."""
+    if getattr(spec, "kind", None) == "native":
+        from gankit_torch.native import build_native
+
+        return build_native(spec)
     shapes = spec.shapes()
     return Net(*(_build_layer(layer, shapes[i]) for i, layer in enumerate(spec.layers)))
 

@@ -1,20 +1,28 @@
-"""Checks every architecture must pass: shapes, parameter counts, one function everywhere.
+"""Checks every architecture must pass: shapes, parameter counts, training, checkpoints,
+one function everywhere.
 
 An architecture is built for both roles at the first data shape its factory accepts
 (or the one its record's ``metadata["conformance"]`` names), then each backend builds
-a trainer from the two specs. Given the same canonical weights, every backend must
-compute the same generator and discriminator outputs to float32 tolerance.
+a trainer from the two specs: its outputs have the right shapes, a training step moves
+both networks, and a checkpoint written on the backend loads back exactly. Given the
+same canonical weights, every backend must compute the same generator and
+discriminator outputs to float32 tolerance. A native architecture (a plugin's own
+model for one backend) runs the checks on that backend; the cross-backend ones do not
+apply to it (see :func:`gankit.conformance.core.single_backend`).
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
+from gankit import checkpoint, native
 from gankit.conformance.core import check, fail, require
 from gankit.conformance.numerics import fmt
-from gankit.conformance.training import build
+from gankit.conformance.training import BATCH, build
 from gankit.init import initial_weights
 
 #: Data shapes tried in order when the record does not name one: toy points first,
@@ -63,6 +71,23 @@ def _trainer(ctx, handle):
         exc = cache[key]
         fail(f"{handle.name} could not build the architecture: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}")
     return cache[key]
+
+
+def _build(handle, s, seed: int = 0):
+    return build(handle, generator=s.generator, discriminator=s.discriminator, latent_dim=s.latent_dim,
+                 penalty=False, seed=seed)
+
+
+def _labels(s, n: int) -> np.ndarray | None:
+    """Class labels for a class-conditional architecture (None otherwise)."""
+    classes = [spec.num_classes for spec in (s.generator, s.discriminator) if spec.conditional]
+    return (np.arange(n) % classes[0]).astype(np.int64) if classes else None
+
+
+def _train_step(t, s, seed: int = 11):
+    real = np.random.default_rng(seed).normal(size=(1, BATCH, *s.data_shape)).astype(np.float32)
+    labels = _labels(s, BATCH)
+    return t.train_step(real) if labels is None else t.train_step(real, labels[None])
 
 
 def _weights(s, seed: int = 1) -> dict[str, np.ndarray]:
@@ -122,6 +147,54 @@ def parameter_count(ctx):
     s = ctx.subject
     _layout(ctx, _trainer(ctx, ctx.backend))
     return f"{s.generator.parameter_count()} + {s.discriminator.parameter_count()} parameters"
+
+
+@check("architecture.trains", "a training step reports finite losses and moves both G's and D's parameters")
+def trains(ctx):
+    s = ctx.subject
+    _trainer(ctx, ctx.backend)  # a clear failure when the backend cannot build it
+    t = _build(ctx.backend, s)
+    before = t.state_dict()
+    result = _train_step(t, s)
+    require(result.is_finite(), f"the training step reported non-finite scalars {result.scalars()}")
+    after = t.state_dict()
+    moved = {}
+    for role, spec in (("generator", s.generator), ("discriminator", s.discriminator)):
+        names = [f"{role}.{k}" for k in spec.parameter_shapes()]
+        moved[role] = [k for k in names if not np.array_equal(before[k], after[k])]
+        require(bool(moved[role]), f"a training step changed none of the {len(names)} {role} parameters")
+    return (f"d_loss {result.d_loss:.4g}, g_loss {result.g_loss:.4g}; moved {len(moved['generator'])} G and "
+            f"{len(moved['discriminator'])} D parameters")
+
+
+@check("architecture.checkpoint_round_trip", "a checkpoint written on the backend loads back there exactly: "
+       "the same weights, the same G and D outputs")
+def checkpoint_round_trip(ctx):
+    s = ctx.subject
+    handle = ctx.backend
+    t = _trainer(ctx, handle)
+    _train_step(t, s)  # weights (and batch-norm statistics) no initialisation would give
+    saved = t.state_dict()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = checkpoint.save(Path(tmp) / "checkpoint", saved, step=1, backend=handle.name, versions={},
+                               generator=s.generator, discriminator=s.discriminator, config={})
+        manifest, weights = checkpoint.load(path)
+    # Rebuilt from the manifest's specs alone (a native one re-bound to its installed plugin),
+    # from another seed: only loading the weights can make it equal.
+    g, d = (native.bind(spec, s.registry, handle.name) for spec in (manifest.generator, manifest.discriminator))
+    loaded = build(handle, generator=g, discriminator=d, latent_dim=s.latent_dim, penalty=False, seed=1)
+    loaded.load_state_dict(weights)
+    state = loaded.state_dict()
+    require(set(state) == set(saved), f"the reloaded trainer holds {sorted(set(state) ^ set(saved))[:6]} "
+                                      "where the saved one did not, or the reverse")
+    differ = sorted(k for k in saved if not np.array_equal(saved[k], state[k]))
+    require(not differ, f"weights changed in the round trip: {differ[:6]}")
+    z, x = _inputs(s)
+    for what, a, b in (("generate(z)", t.generate(z), loaded.generate(z)),
+                       ("discriminate(x)", t.discriminate(x), loaded.discriminate(x))):
+        a, b = np.asarray(a), np.asarray(b)
+        require(np.array_equal(a, b), f"{what} differs after the round trip by {float(np.max(np.abs(a - b))):.3g}")
+    return f"{len(saved)} tensors"
 
 
 @check("architecture.parameter_count_agrees", "every backend has the same parameter count and layout", across=True)

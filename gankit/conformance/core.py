@@ -93,6 +93,27 @@ def declared(prop: str):
     return applies
 
 
+def single_backend(subject, across: bool, backends: list[str]) -> str | None:
+    """Why a check does not apply to a subject that builds on some backends only (a native
+    architecture), or None. Such a subject runs its checks on those backends; the checks
+    that compare backends do not apply to it."""
+    only = getattr(subject, "backends", None)
+    if only is None:
+        return None
+    what = (f"single-backend: {subject.kind} {subject.name!r} is built natively for {' and '.join(only)} only"
+            if getattr(subject, "native", False) else
+            f"single-backend: {subject.kind} {subject.name!r} builds on {' and '.join(only)} only")
+    if across:
+        if getattr(subject, "native", False) and len(only) > 1:
+            return f"{what}; each builds its own model, so there is nothing to compare across backends"
+        if getattr(subject, "native", False) or len([b for b in backends if b in only]) < 2:
+            return f"{what}; there is nothing to compare across backends"
+        return None
+    if backends and backends[0] not in only:
+        return f"{what}, not {backends[0]}"
+    return None
+
+
 @dataclass
 class CheckResult:
     """The outcome of one case."""
@@ -166,6 +187,9 @@ class Case:
             reason = self.spec.applies(subject)
             if reason:
                 raise NotApplicable(reason)
+        reason = single_backend(subject, self.spec.across, [b.name for b in self.backends])
+        if reason:
+            raise NotApplicable(reason)
         if self.spec.across and len(self.backends) < 2:
             raise NotApplicable("needs two backends; only " + (self.backends[0].name if self.backends else "none") + " selected")
         if self.dtype:

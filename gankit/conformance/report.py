@@ -3,7 +3,8 @@
 Each cell of the table sums up one check on one subject and backend over the dtypes
 it ran at: ``pass``, ``FAIL`` (with the dtypes that failed), or ``n/a`` (with the
 reason underneath the table). The ``across`` column holds the checks that compare
-backends with each other.
+backends with each other. The header names the single-backend architectures (native
+models of one backend): their checks elsewhere and across backends are ``n/a``.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ class Report:
                       f"[bold]{h.get('profile')}[/]")
         for name, why in h.get("unavailable", {}).items():
             console.print(f"  backend {name}: not tested ({escape(why)})", style="yellow")
+        for subject, only in h.get("single_backend", {}).items():
+            console.print(f"  architecture {escape(subject)}: single-backend, built for {escape(' and '.join(only))} "
+                          "only; its checks on other backends and across backends are not applicable", style="yellow")
         columns = self.columns()
         table = Table(show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("plugin", "property"):

@@ -112,6 +112,11 @@ class ArchitectureSubject(Subject):
     discriminator: Any = None
     data_shape: tuple = ()
     latent_dim: int = 0
+    backends: tuple[str, ...] | None = None
+    """The backends that build it, when not every one (a single-backend architecture)."""
+    native: bool = False
+    """Built natively (a plugin's own framework model), not from a neutral spec."""
+    registry: Any = field(default=None, repr=False)
 
 
 def _validated(registry: Registry, kind: str, name: str, params: dict):
@@ -159,6 +164,9 @@ def regularizer_subject(registry: Registry, name: str, params: dict | None = Non
 def architecture_subject(registry: Registry, name: str, params: dict | None = None) -> ArchitectureSubject:
     entry, model = _validated(registry, "architecture", name, params or {})
     s = ArchitectureSubject("architecture", name, _label(name, params or {}), entry.distribution, model)
+    s.backends = getattr(entry.record, "backends", None)
+    s.native = getattr(entry.record, "native", None) is not None
+    s.registry = registry
     hints = dict((entry.record.metadata or {}).get("conformance", {}))
     try:
         s.generator, s.discriminator, s.data_shape, s.latent_dim = architectures.build_specs(entry.record, model, hints)
@@ -253,13 +261,20 @@ class Suite:
     def _wanted(self, name: str) -> bool:
         return not self.checks or any(fnmatch.fnmatchcase(name, p) for p in self.checks)
 
+    def _across(self, subject) -> tuple:
+        """The backends an across-backends check compares for ``subject``: the selected
+        ones that build it, when it builds on some only (and two of them are selected)."""
+        only = getattr(subject, "backends", None)
+        usable = tuple(h for h in self.handles if only is None or h.name in only)
+        return usable if len(usable) >= 2 else tuple(self.handles)
+
     def cases(self) -> list[Case]:
         out = []
         for subject in self.subjects:
             for spec in CHECKS.values():
                 if spec.kind != subject.kind or not self._wanted(spec.name):
                     continue
-                groups = [tuple(self.handles)] if spec.across else [(h,) for h in self.handles]
+                groups = [self._across(subject)] if spec.across else [(h,) for h in self.handles]
                 for group in groups:
                     for dtype in spec.dtypes or ("",):
                         if dtype and self.dtypes and dtype not in self.dtypes:
@@ -280,6 +295,8 @@ class Suite:
             "profile": self.profile,
             "backends": {h.name: h.version for h in self.handles},
             "unavailable": dict(self.unavailable),
+            "single_backend": {s.label: list(s.backends) for s in self.subjects
+                               if getattr(s, "backends", None) is not None},
         }
 
     def run(self, on_result: Callable[[CheckResult], None] | None = None):
