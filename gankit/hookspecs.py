@@ -8,7 +8,8 @@ group in its distribution's ``pyproject.toml``::
     my_losses = "my_package.gankit_plugin"
 
 Each hook returns a list of small typed records (:mod:`gankit.records`): a name, the
-pydantic model its ``params`` are validated against, and a factory. Hooks take no
+pydantic model its ``params`` are validated against, and a factory (or, for a native
+architecture, a builder per backend). Hooks take no
 arguments; they are called once, when the registry is first used.
 
 Hooks are grouped by what they provide: the backend first, then the pieces of a model
@@ -90,6 +91,21 @@ def gankit_register_architectures() -> list[ArchitectureRecord]:
         @hookimpl
         def gankit_register_architectures():
             return [ArchitectureRecord(name="mlp", params=MLPParams, factory=build_mlp)]
+
+    An architecture that needs a layer the vocabulary lacks gives, instead of a factory,
+    a native builder for one backend: same signature, returning that framework's own
+    model (a ``torch.nn.Module``; a ``tf.Module`` or Keras layer). The builder imports
+    its framework when called, never at module level. Such an architecture builds only
+    on that backend (its checkpoints load only there, other backends refuse it in one
+    line) and the conformance suite reports it as single-backend::
+
+        def build_torch(params, *, role, input_shape, output_shape):
+            from torch import nn
+            return nn.Sequential(...)
+
+        @hookimpl
+        def gankit_register_architectures():
+            return [ArchitectureRecord(name="shuffle", params=P, native={"torch": build_torch})]
     """
 
 
