@@ -134,6 +134,10 @@ class TrainingConfig(StrictModel):
     """Write TensorBoard event files (scalars and sample grids) into RUN_DIR/tensorboard."""
     prefetch: int = Field(default=2, ge=0)
     """Batches prepared ahead of the step by a background thread (0: prepare them inline)."""
+    threads: int | None = Field(default=None, ge=1)
+    """CPU threads for the framework's intra-op pool (torch.set_num_threads; TensorFlow's
+    intra- and inter-op pools, set before TensorFlow starts). None: the framework's default.
+    1 is often fastest for small nets, and on a CPU shared with other processes."""
     distributed: Literal["auto", "off", "mirrored"] = "auto"
     """Data-parallel training. auto: under torchrun (WORLD_SIZE > 1) torch trains with one
     process per rank; with TF_CONFIG naming several workers TensorFlow uses

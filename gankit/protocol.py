@@ -229,6 +229,10 @@ class TrainSetup:
     #: trains on its ``batch_size // world_size`` share and draws the same global latents.
     world_size: int = 1
     rank: int = 0
+    #: CPU threads of the framework's intra-op pool, set process-wide when the trainer is
+    #: built (TensorFlow: intra- and inter-op, only before its runtime starts; a warning
+    #: otherwise). ``None`` keeps the framework's default.
+    threads: int | None = None
 
 
 @runtime_checkable

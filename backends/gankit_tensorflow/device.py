@@ -1,4 +1,5 @@
-"""Resolve a config device (auto, cpu, cuda[:N], gpu[:N], mps) to a TensorFlow device string."""
+"""Resolve a config device (auto, cpu, cuda[:N], gpu[:N], mps) to a TensorFlow device string,
+and set the CPU threads."""
 
 from __future__ import annotations
 
@@ -67,3 +68,26 @@ def device_name(tf_device: str) -> str:
     ``"/CPU:0"`` -> ``"cpu"``, ``"/GPU:1"`` -> ``"cuda:1"``."""
     kind, _, index = tf_device.strip("/").partition(":")
     return "cpu" if kind.upper() == "CPU" else f"cuda:{index or 0}"
+
+
+def set_threads(threads: int | None) -> None:
+    """TensorFlow's intra-op and inter-op thread pools, ``threads`` each (``None``: leave
+    TensorFlow's defaults). TensorFlow fixes them when its runtime starts (the first op,
+    or a ``tf.distribute`` strategy); after that this warns and changes nothing."""
+    if threads is None:
+        return
+    threading = tf.config.threading
+    n = int(threads)
+    if threading.get_intra_op_parallelism_threads() == n and threading.get_inter_op_parallelism_threads() == n:
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(n)
+        threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:
+        warnings.warn(
+            f"training.threads = {n} is not applied: TensorFlow's runtime already started in this process "
+            "(a tf.distribute strategy or an earlier op starts it); set TF_NUM_INTRAOP_THREADS and "
+            "TF_NUM_INTEROP_THREADS in the environment instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )

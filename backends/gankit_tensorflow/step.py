@@ -42,7 +42,7 @@ from gankit.init import initial_weights  # noqa: E402
 from gankit.protocol import StepResult, TrainSetup  # noqa: E402
 
 from gankit_tensorflow import distributed as tf_distributed  # noqa: E402
-from gankit_tensorflow.device import device_name, resolve_device  # noqa: E402
+from gankit_tensorflow.device import device_name, resolve_device, set_threads  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, check_weights, export_weights, load_weights  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
 from gankit_tensorflow.optim import LossScale, make_optimizer  # noqa: E402
@@ -59,6 +59,7 @@ class TensorFlowTrainer:
     def __init__(self, setup: TrainSetup):
         _check_setup(setup)
         self.setup = setup
+        set_threads(setup.threads)  # before the first op starts TensorFlow's runtime
         #: TensorFlow's device string ("/CPU:0", "/GPU:0"); ``device`` is the neutral
         #: name ("cpu", "cuda:0") that runs and summaries report, as on torch.
         self.tf_device = resolve_device(setup.device)

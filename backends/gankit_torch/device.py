@@ -1,4 +1,4 @@
-"""Resolve the config's device string to a ``torch.device``.
+"""Resolve the config's device string to a ``torch.device``, and set the CPU threads.
 
 ``auto`` picks cuda, then mps, then cpu. ``gpu`` is an alias of ``cuda``. A device
 that was asked for but is not available falls back to cpu with one RuntimeWarning.
@@ -68,3 +68,10 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
         gen = torch.Generator()
     gen.manual_seed(int(seed))
     return gen
+
+
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)``: the intra-op pool, process-wide (``None``:
+    leave torch's default, one thread per core, alone)."""
+    if threads is not None and torch.get_num_threads() != int(threads):
+        torch.set_num_threads(int(threads))

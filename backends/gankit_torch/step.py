@@ -17,7 +17,7 @@ from gankit import CheckpointError, ConfigError, DataError, StepResult, TrainSet
 from gankit.nets import class_labels, conditional_classes
 
 from gankit_torch import distributed
-from gankit_torch.device import make_generator, resolve_device
+from gankit_torch.device import make_generator, resolve_device, set_threads
 from gankit_torch.nn import build_net, check_weights, export_weights, load_weights, transposed_names
 from gankit_torch.ops import TorchOps, draw
 from gankit_torch.optim import (
@@ -105,6 +105,7 @@ class TorchTrainer:
         self.setup = setup
         self.specs = {"generator": setup.generator, "discriminator": setup.discriminator}
         self._check_setup()
+        set_threads(setup.threads)
         dev = resolve_device(setup.device)
         self.torch_device = dev
         self.device = str(dev)
