@@ -11,7 +11,8 @@ collective-ops configuration per process); the trainer builds its variables in t
 strategy's scope, runs its step with ``strategy.run``, averages gradients across
 replicas with the replica context's ``all_reduce`` and lets the first replica's
 updates stand for all (``VariableAggregation.ONLY_FIRST_REPLICA``), so replicas stay
-identical — batch-norm running statistics included, as with DDP's buffer broadcast.
+identical — batch-norm running statistics included, as on torch, whose trainer broadcasts
+rank 0's buffers after each step.
 """
 
 from __future__ import annotations

@@ -94,9 +94,11 @@ class TorchTrainer:
     Under ``precision = bfloat16 | float16`` the forward passes and losses run under
     ``torch.autocast``; float16 scales each loss with its own ``GradScaler`` (gradients
     are unscaled before clipping). With ``world_size > 1`` (see
-    :mod:`gankit_torch.distributed`) gradients are averaged over the ranks after every
-    backward, and each rank trains on its share of the global batch and of the global
-    latents, so a distributed step equals one single-process step on the whole batch.
+    :mod:`gankit_torch.distributed`) both nets are wrapped in ``DistributedDataParallel``
+    (``parallel``, by role; ``nets`` stay the plain modules, so weights keep their
+    canonical names), which averages the gradients over the ranks in every backward;
+    each rank trains on its share of the global batch and of the global latents, so a
+    distributed step equals one single-process step on the whole batch.
     """
 
     backend = "torch"
@@ -151,14 +153,23 @@ class TorchTrainer:
         self._buffers = [b for role in ROLES for b in self.nets[role].buffers() if b.is_floating_point()]
         self._scheduled = any(self._settings(r).schedule != "constant" for r in ROLES)
 
+        #: ``DistributedDataParallel`` wrappers of the nets by role (empty in one process).
+        self.parallel: dict[str, torch.nn.parallel.DistributedDataParallel] = {}
+        if self.world_size > 1:
+            self.parallel = {role: distributed.wrap(self.nets[role], dev) for role in ROLES}
+        # Each net has two forwards: ``_g``/``_d`` where it is trained (through its DDP
+        # wrapper, whose backward averages its gradients), ``_g_plain``/``_d_plain`` where
+        # it only serves the other net's update (no DDP bookkeeping, no all-reduce).
+        trained = [self.parallel.get(role, self.nets[role]) for role in ROLES]
+        plain = [self.nets[role] for role in ROLES]
         if setup.compile:
             # setup.extras["torch_compile"]: keyword arguments for torch.compile
             # (e.g. {"mode": "max-autotune"} or {"backend": "aot_eager"}).
             options = dict(setup.extras.get("torch_compile", {}))
-            self._g = _Compiled(self.nets["generator"], "generator", options)
-            self._d = _Compiled(self.nets["discriminator"], "discriminator", options)
-        else:
-            self._g, self._d = self.nets["generator"], self.nets["discriminator"]
+            trained = [_Compiled(net, role, options) for net, role in zip(trained, ROLES)]
+            plain = [_Compiled(net, role, options) for net, role in zip(plain, ROLES)] if self.parallel else trained
+        self._g, self._d = trained
+        self._g_plain, self._d_plain = plain
 
     # -- setup checks -------------------------------------------------------------
     def _check_setup(self) -> None:
@@ -231,13 +242,12 @@ class TorchTrainer:
         return torch.autocast(self.torch_device.type, dtype=self._autocast_dtype)
 
     def _backward_and_step(self, role: str, loss: torch.Tensor, **backward_kwargs) -> None:
-        """backward, all-reduce over ranks, unscale, clip, step: one network's update."""
+        """backward (which all-reduces the gradients under DDP), unscale, clip, step:
+        one network's update."""
         opt = self.optimizers[role]
         params = self._params[role]
         scaler = self._scalers[role] if self._scalers else None
         (scaler.scale(loss) if scaler else loss).backward(**backward_kwargs)
-        if self.world_size > 1:
-            distributed.all_reduce_mean([p.grad for p in params if p.grad is not None], self.world_size)
         clip = self._settings(role).clip_grad_norm
         if scaler:
             if clip:
@@ -286,9 +296,11 @@ class TorchTrainer:
         return None if arr is None else torch.from_numpy(arr).to(self.torch_device)
 
     def _discriminator_fn(self, x):
-        """D as a function samples -> logits (batch,), for the regularizers. Eager even
-        under compile: penalties differentiate through D twice, which compiled graphs
-        do not support."""
+        """D as a function samples -> logits (batch,), for the regularizers. The plain
+        module, eager even under compile: penalties differentiate through D twice, which
+        compiled graphs do not support. Not the DDP wrapper: the penalty's input-gradient
+        (``autograd.grad`` with respect to the samples) involves no DDP hook either way,
+        and the update's one backward averages the gradients, penalty terms included."""
         return self.nets["discriminator"](x).reshape(x.shape[0])
 
     @contextmanager
@@ -310,7 +322,7 @@ class TorchTrainer:
             (lambda x: self.nets["discriminator"](x, labels).reshape(x.shape[0]))
         with self._autocast():
             with torch.no_grad():  # no graph through G: this update trains D only
-                fake = self._g(z, labels)
+                fake = self._g_plain(z, labels)
             real_logits = self._logits(self._d, real, labels).float()
             fake_logits = self._logits(self._d, fake, labels).float()
             d_loss = self.loss.discriminator(self.ops, real_logits, fake_logits)
@@ -337,11 +349,12 @@ class TorchTrainer:
                 "pass real= to generator_step")
         with self._autocast():
             fake = self._g(self._latent(batch_size), labels)
-            fake_logits = self._logits(self._d, fake, labels).float()
-            real_logits = self._logits(self._d, real, labels).float() if needs_real else None
+            fake_logits = self._logits(self._d_plain, fake, labels).float()
+            real_logits = self._logits(self._d_plain, real, labels).float() if needs_real else None
             g_loss = self.loss.generator(self.ops, fake_logits, real_logits)
         self.optimizers["generator"].zero_grad(set_to_none=True)
-        # Accumulate into G's parameters only; D's stay untouched (and are cleared).
+        # Accumulate into G's parameters only (G's DDP wrapper averages them); D's stay
+        # untouched (and are cleared).
         self._backward_and_step("generator", g_loss, inputs=self._params["generator"])
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         return _scalar(g_loss, "the generator loss", self.torch_device)
@@ -379,7 +392,7 @@ class TorchTrainer:
         for i in range(k):
             d = self._d_update(batches[i], ys[i])
         g_loss = self._g_update(batches.shape[1], batches[-1], ys[-1])
-        if self.world_size > 1 and self._buffers:  # DDP's broadcast_buffers, after the step
+        if self.world_size > 1 and self._buffers:  # rank 0's buffers, once per step (see distributed)
             distributed.broadcast(self._buffers, self.world_size)
         if self.ema is not None:
             self._update_ema()

@@ -2,8 +2,12 @@
 
     torchrun --nproc-per-node 2 distributed_worker.py OUT_DIR KEY=VALUE ...
     TF_CONFIG=... python distributed_worker.py OUT_DIR KEY=VALUE ...
+
+Writes ``rank{R}.npz`` (the weights), ``rank{R}.txt`` (rank, world size, last losses) and
+``rank{R}.json`` (on torch: the class of each net's data-parallel wrapper).
 """
 
+import json
 import os
 import sys
 
@@ -17,3 +21,12 @@ if __name__ == "__main__":
     np.savez(os.path.join(out, f"rank{run.rank}.npz"), **run.trainer.state_dict())
     with open(os.path.join(out, f"rank{run.rank}.txt"), "w") as fh:
         fh.write(f"{run.rank} {run.world_size} {run.metrics['d_loss']} {run.metrics['g_loss']}\n")
+    wrappers = {}
+    if run.config.backend == "torch":
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrappers = {role: {"class": type(net).__name__, "is_ddp": isinstance(net, DistributedDataParallel),
+                           "wraps_the_net": net.module is run.trainer.nets[role]}
+                    for role, net in run.trainer.parallel.items()}
+    with open(os.path.join(out, f"rank{run.rank}.json"), "w") as fh:
+        json.dump({"wrappers": wrappers, "metrics": sorted(run.metrics)}, fh)
