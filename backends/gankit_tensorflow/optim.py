@@ -49,7 +49,7 @@ class Optimizer:
 
     def apply(self, grads: Sequence[tf.Tensor]) -> None:
         """One step with gradients aligned to ``variables``."""
-        step = self.iterations.assign_add(1)
+        step = _assign(self.iterations, self.iterations + 1)
         lr = tf.identity(self.lr)  # read once per step, not once per variable
         for var, grad, slots in zip(self.variables, grads, self.slots):
             self._update(var, tf.convert_to_tensor(grad, var.dtype), slots, tf.cast(lr, var.dtype), step)
@@ -102,6 +102,16 @@ def _handle(var):
     return var.handle
 
 
+def _assign(var, value):
+    """``var = value`` on this replica's copy; returns ``value``. Every update inside a
+    step writes this way, not with ``var.assign``: a distributed variable's assign
+    synchronises the replicas (a ``merge_call``), which TensorFlow forbids inside the
+    ``tf.cond`` by which float16's loss scale skips a step."""
+    value = tf.convert_to_tensor(value, var.dtype)
+    tf.raw_ops.AssignVariableOp(resource=_handle(var), value=value)
+    return value
+
+
 def _bias_correction(beta: float, step) -> tf.Tensor:
     # 1 - beta^t in float64, as torch computes it in Python floats.
     return 1.0 - tf.math.pow(tf.constant(beta, tf.float64), tf.cast(step, tf.float64))
@@ -124,7 +134,7 @@ class Adam(Optimizer):
         ``eps' = eps * sqrt(bc2)``: the same numbers up to rounding."""
         beta1, beta2 = self.settings.betas
         wd, eps = self.settings.weight_decay, self.settings.eps
-        step = tf.cast(self.iterations.assign_add(1), tf.float64)
+        step = tf.cast(_assign(self.iterations, self.iterations + 1), tf.float64)
         beta1_power = tf.math.pow(tf.constant(beta1, tf.float64), step)
         beta2_power = tf.math.pow(tf.constant(beta2, tf.float64), step)
         eps_t = eps * tf.math.sqrt(1.0 - beta2_power)
@@ -134,7 +144,7 @@ class Adam(Optimizer):
             grad = tf.convert_to_tensor(grad, dt)
             lr_v = tf.cast(lr, dt)
             if wd and self.decoupled:
-                var.assign(var * (1 - lr_v * wd))
+                _assign(var, var * (1 - lr_v * wd))
             elif wd:
                 grad = grad + wd * var
             m, v = slots["exp_avg"], slots["exp_avg_sq"]
@@ -146,18 +156,18 @@ class Adam(Optimizer):
     def _update(self, var, grad, slots, lr, step):
         beta1, beta2 = self.settings.betas
         wd, eps = self.settings.weight_decay, self.settings.eps
+        w = tf.identity(var)
         if wd and self.decoupled:
-            var.assign(var * (1 - lr * wd))
+            w = _assign(var, w * (1 - lr * wd))
         elif wd:
-            grad = grad + wd * var
-        m, v = slots["exp_avg"], slots["exp_avg_sq"]
-        m.assign(beta1 * m + (1 - beta1) * grad)
-        v.assign(beta2 * v + (1 - beta2) * tf.math.square(grad))
+            grad = grad + wd * w
+        m = _assign(slots["exp_avg"], beta1 * slots["exp_avg"] + (1 - beta1) * grad)
+        v = _assign(slots["exp_avg_sq"], beta2 * slots["exp_avg_sq"] + (1 - beta2) * tf.math.square(grad))
         bc1 = tf.cast(_bias_correction(beta1, step), var.dtype)
         bc2 = tf.cast(tf.math.sqrt(_bias_correction(beta2, step)), var.dtype)
         # torch: denom = sqrt(v) / sqrt(1 - beta2^t) + eps  (eps outside the square root,
         # after the bias correction); step = lr / (1 - beta1^t).
-        var.assign_sub((lr / bc1) * m / (tf.math.sqrt(v) / bc2 + eps))
+        _assign(var, w - (lr / bc1) * m / (tf.math.sqrt(v) / bc2 + eps))
 
 
 class RMSprop(Optimizer):
@@ -169,17 +179,16 @@ class RMSprop(Optimizer):
 
     def _update(self, var, grad, slots, lr, step):
         wd, eps, momentum = self.settings.weight_decay, self.settings.eps, self.settings.momentum
+        w = tf.identity(var)
         if wd:
-            grad = grad + wd * var
-        sq = slots["square_avg"]
-        sq.assign(RMSPROP_ALPHA * sq + (1 - RMSPROP_ALPHA) * tf.math.square(grad))
+            grad = grad + wd * w
+        sq = _assign(slots["square_avg"], RMSPROP_ALPHA * slots["square_avg"] + (1 - RMSPROP_ALPHA) * tf.math.square(grad))
         scaled = grad / (tf.math.sqrt(sq) + eps)
         if momentum:
-            buf = slots["momentum_buffer"]
-            buf.assign(momentum * buf + scaled)
-            var.assign_sub(lr * buf)
+            buf = _assign(slots["momentum_buffer"], momentum * slots["momentum_buffer"] + scaled)
+            _assign(var, w - lr * buf)
         else:
-            var.assign_sub(lr * scaled)
+            _assign(var, w - lr * scaled)
 
 
 class SGD(Optimizer):
@@ -191,13 +200,12 @@ class SGD(Optimizer):
 
     def _update(self, var, grad, slots, lr, step):
         wd, momentum = self.settings.weight_decay, self.settings.momentum
+        w = tf.identity(var)
         if wd:
-            grad = grad + wd * var
+            grad = grad + wd * w
         if momentum:
-            buf = slots["momentum_buffer"]
-            buf.assign(momentum * buf + grad)
-            grad = buf
-        var.assign_sub(lr * grad)
+            grad = _assign(slots["momentum_buffer"], momentum * slots["momentum_buffer"] + grad)
+        _assign(var, w - lr * grad)
 
 
 class LossScale:

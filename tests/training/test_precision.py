@@ -353,3 +353,42 @@ def test_loss_scale_follows_torch_grad_scaler():
         scale.apply(opt, [grad])
         st = scaler.state_dict()
         np.testing.assert_array_equal(scale.state(), [st["scale"], st["_growth_tracker"]])
+
+
+_MIRRORED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from gankit_tensorflow import distributed, step
+distributed.init("mirrored")  # one replica on this machine's CPU, through strategy.run
+step._check_precision = lambda precision, device: None
+import test_precision as tp
+t = tp.trainer("float16")
+assert t.strategy is not None
+assert all(t.train_step(tp.REAL[i]).is_finite() for i in range(2))
+before, steps = t.parameters_of("discriminator"), int(t.d_opt.iterations.numpy())
+t.loss_scales["discriminator"].scale.assign(2.0**60)
+t.train_step(tp.REAL[2])
+after = t.parameters_of("discriminator")
+assert all(np.array_equal(after[k], before[k]) for k in before), "the overflowing step was applied"
+assert int(t.d_opt.iterations.numpy()) == steps
+assert float(t.loss_scales["discriminator"].scale.numpy()) == 2.0**58
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_float16_skip_works_inside_a_distribution_strategy():
+    """Under tf.distribute the skipped update sits in a tf.cond inside strategy.run, where
+    a distributed variable's assign is forbidden; a process of its own, as a strategy is
+    once per process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED, str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
