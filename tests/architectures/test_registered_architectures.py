@@ -38,10 +38,15 @@ SHAPES = {
 
 def _cases():
     for name in REGISTRY.names("architecture"):
-        hint = REGISTRY.get("architecture", name).record.metadata.get("conformance", {})
+        record = REGISTRY.get("architecture", name).record
+        hint = record.metadata.get("conformance", {})
         default = [tuple(hint["data_shape"])] if "data_shape" in hint else [(2,)]
+        # A native architecture builds on its own backend only: nothing to compare here
+        # (tests/architectures/test_native_architectures.py and the conformance suite check it).
+        marks = [pytest.mark.skip(reason=f"single-backend: {name!r} builds on {', '.join(record.backends)} only")] \
+            if not (record.builds_on("torch") and record.builds_on("tensorflow")) else []
         for shape in SHAPES.get(name, default):
-            yield pytest.param(name, shape, id=f"{name}-{'x'.join(map(str, shape))}")
+            yield pytest.param(name, shape, id=f"{name}-{'x'.join(map(str, shape))}", marks=marks)
 
 
 CASES = list(_cases())
