@@ -90,9 +90,11 @@ class TensorFlowTrainer:
         #: The tf.distribute strategy of a data-parallel run (see gankit_tensorflow.distributed).
         self.strategy = tf_distributed.strategy()
         with tf_distributed.variable_scope(self.strategy, self.tf_device):
-            self.G = TensorFlowNet(setup.generator, compute_dtype=setup.precision)
-            self.D = TensorFlowNet(setup.discriminator, compute_dtype=setup.precision)
-            self.G_ema = TensorFlowNet(setup.generator) if self.has_ema else None  # samples: float32
+            # The nets compute in float32 unless a call says otherwise: the training
+            # updates pass compute_dtype; sampling, evaluation and export stay float32.
+            self.G = TensorFlowNet(setup.generator)
+            self.D = TensorFlowNet(setup.discriminator)
+            self.G_ema = TensorFlowNet(setup.generator) if self.has_ema else None
             # The step index inside the compiled step (schedules, EMA start).
             self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.g_opt = make_optimizer(setup.g_optimizer, self.G.params)
@@ -178,6 +180,9 @@ class TensorFlowTrainer:
                 "discriminator": self.setup.d_optimizer.lr_at(self.step_count, self.setup.total_steps)}
 
     def _d_logits(self, x, training=True, labels=None, compute_dtype=None):
+        """D's logits, shape (batch,), float32; training calls compute in the training precision."""
+        if compute_dtype is None and training:
+            compute_dtype = self.compute_dtype
         return tf.reshape(self.D(x, training=training, labels=labels, compute_dtype=compute_dtype), [-1])
 
     def _apply(self, role, grads):
@@ -198,7 +203,8 @@ class TensorFlowTrainer:
     def _d_update(self, real, labels=None):
         # A conditional GAN's fakes take the real batch's labels.
         ops = self.ops
-        fake = tf.stop_gradient(self.G(self._latent(tf.shape(real)[0], self._noise), training=True, labels=labels))
+        fake = tf.stop_gradient(self.G(self._latent(tf.shape(real)[0], self._noise), training=True, labels=labels,
+                                       compute_dtype=self.compute_dtype))
         d_fn = lambda x: self._d_logits(x, labels=labels, compute_dtype=self._penalty_dtype)  # noqa: E731
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.D.parameters)
@@ -218,7 +224,7 @@ class TensorFlowTrainer:
     def _g_update(self, n, real=None, labels=None):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.G.parameters)
-            fake = self.G(self._latent(n, self._noise), training=True, labels=labels)
+            fake = self.G(self._latent(n, self._noise), training=True, labels=labels, compute_dtype=self.compute_dtype)
             fake_logits = self._d_logits(fake, labels=labels)
             real_logits = self._d_logits(real, labels=labels) if self.needs_real else None
             loss = tf.cast(self.loss.generator(self.ops, fake_logits, real_logits), tf.float32)
@@ -277,9 +283,8 @@ class TensorFlowTrainer:
         evaluate = lambda f, *sig: tf.function(f, input_signature=sig, autograph=False)  # noqa: E731
         sampler = self.G_ema if self.has_ema else self.G
         # Evaluation computes in float32 whatever the training precision (as torch's does).
-        self._generate_fn = evaluate(lambda z, *y: sampler(z, False, *y, compute_dtype=tf.float32), latent, *ys)
-        self._discriminate_fn = evaluate(lambda x, *y: self._d_logits(x, False, *y, compute_dtype=tf.float32),
-                                         sample, *ys)
+        self._generate_fn = evaluate(lambda z, *y: sampler(z, False, *y), latent, *ys)
+        self._discriminate_fn = evaluate(lambda x, *y: self._d_logits(x, False, *y), sample, *ys)
 
     def _labels(self, labels, shape, required: bool = False) -> tuple:
         """``()`` for unconditional nets, else ``(int32 labels,)`` to append to a call."""
