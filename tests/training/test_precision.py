@@ -192,6 +192,8 @@ def test_bfloat16_training_runs_with_float32_weights_and_state():
     assert dtypes_of(t._train_fn.get_concrete_function()) == {"bfloat16"}
     # Sampling and evaluation stay float32, as on torch.
     assert dtypes_of(t._generate_fn.get_concrete_function()) == {"float32"}
+    plain_call = tf.function(lambda z: t.G(z)).get_concrete_function(tf.TensorSpec([None, 8], tf.float32))
+    assert dtypes_of(plain_call) == {"float32"}  # what ONNX export and other callers of the net get
     assert t.sample(4).dtype == np.float32
 
 
