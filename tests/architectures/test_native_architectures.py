@@ -127,6 +127,17 @@ def test_its_checkpoint_round_trip_is_exact(registry, torch_run):
     np.testing.assert_array_equal(gan.trainer.discriminate(x), torch_run.trainer.discriminate(x))
 
 
+def test_it_exports_to_onnx_with_the_same_samples(registry, torch_run, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from gankit.export import export_onnx
+
+    export_onnx(torch_run.directory, tmp_path / "g.onnx", registry=registry)
+    z = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    (out,) = ort.InferenceSession(str(tmp_path / "g.onnx")).run(None, {"z": z})
+    np.testing.assert_allclose(out, torch_run.trainer.generate(z), atol=1e-5)
+
+
 def test_a_run_resumes_from_its_periodic_checkpoint(registry, tmp_path):
     cfg = config(tmp_path, steps=4, checkpoint_every=2, name="resumed")
     full = gankit.train({**cfg, "output": {"dir": str(tmp_path), "name": "full"}}, registry=registry)
