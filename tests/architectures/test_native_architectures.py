@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import gankit
-from gankit import checkpoint
 from gankit.cli import main
 from gankit.errors import CheckpointError, ConfigError
+from gankit.training import build
 
 import native_plugin
 
@@ -103,7 +103,7 @@ def test_it_trains_on_torch_under_the_modules_own_names(torch_run):
 
 def test_training_moves_the_weights_and_a_seed_repeats_them(registry, torch_run, tmp_path):
     trained = torch_run.trainer.state_dict()
-    exp = gankit.training.build(torch_run.config, registry)  # the same config, untrained
+    exp = build(torch_run.config, registry)  # the same config, untrained
     initial = exp.trainer.state_dict()
     assert set(initial) == set(trained)
     moved = [k for k in trained if k.startswith("generator.") and not np.array_equal(initial[k], trained[k])]
@@ -167,8 +167,8 @@ def test_tensorflow_refuses_it_before_any_work(cli_registry, tmp_path, capsys):
     assert "the tensorflow backend cannot build it" in err and "--set backend=torch" in err
     assert not (tmp_path / "runs").exists()  # refused before a run directory, data or framework
     with pytest.raises(ConfigError, match="built natively for torch only"):
-        gankit.training.build(gankit.load_config(config(tmp_path), overrides=["backend=tensorflow"],
-                                                 registry=cli_registry), cli_registry)
+        cfg = gankit.load_config(config(tmp_path), overrides=["backend=tensorflow"], registry=cli_registry)
+        build(cfg, cli_registry)
 
 
 def test_its_checkpoint_refuses_to_load_on_tensorflow(cli_registry, torch_run, tmp_path, capsys):
