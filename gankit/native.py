@@ -25,6 +25,7 @@ Such a checkpoint is not portable: it loads only on the backend that built it.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Iterator, Literal, Optional
 
 from pydantic import Field, PrivateAttr, SerializeAsAny, WrapValidator
@@ -105,8 +106,6 @@ class NativeNet(StrictModel):
         return {k: tuple(v) for k, v in self.buffers.items()}
 
     def parameter_count(self) -> int:
-        import math
-
         return sum(math.prod(s) for s in self.parameter_shapes().values())
 
     # -- for backends -----------------------------------------------------------------
