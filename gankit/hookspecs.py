@@ -100,8 +100,7 @@ def gankit_register_architectures() -> list[ArchitectureRecord]:
     line) and the conformance suite reports it as single-backend::
 
         def build_torch(params, *, role, input_shape, output_shape):
-            from torch import nn
-            return nn.Sequential(...)
+            ...  # import torch here, build and return a torch.nn.Module
 
         @hookimpl
         def gankit_register_architectures():
