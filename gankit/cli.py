@@ -48,7 +48,7 @@ def app(debug: bool):
 def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], quiet: bool, resume: Optional[Path]):
     """Train a GAN; write samples, metrics, TensorBoard files and checkpoints into a run directory.
 
-    CONFIG is a .toml, .yaml or .json file; without it the ring8 preset trains. Under
+    CONFIG is a .toml, .yaml or .json file; without it the mnist preset trains. Under
     torchrun (or with TF_CONFIG) every process trains its share; rank 0 writes.
     """
     from gankit.training import train as run_training
@@ -82,6 +82,8 @@ def plugins(kind: Optional[str], as_json: bool):
         status = ""
         if e.kind == "backend":
             status = "available" if reg.backend_available(e.name) else f"not installed: pip install 'gankit[{e.record.extra or e.name}]'"
+        elif e.kind == "architecture" and getattr(e.record, "backends", None):
+            status = f"{', '.join(e.record.backends)} only"
         params = {k: ("<required>" if f.is_required() else f.get_default(call_default_factory=True))
                   for k, f in e.record.params.model_fields.items()}
         rows.append({"kind": e.kind, "name": e.name, "distribution": e.distribution, "plugin": e.plugin,

@@ -23,7 +23,7 @@ from gankit.protocol import OptimizerSettings, StrictModel
 
 BACKEND_ENV = "GANKIT_BACKEND"
 DEFAULT_BACKEND = "torch"
-DEFAULT_PRESET = "ring8"
+DEFAULT_PRESET = "mnist"
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|gpu)(:\d+)?)$")
 
 
@@ -351,6 +351,12 @@ def resolve(cfg: ExperimentConfig, registry=None, source: str = "config") -> Exp
         entry = reg.get("architecture", getattr(cfg, role).name) if reg.has("architecture", getattr(cfg, role).name) else None
         if entry is not None and role not in entry.record.roles:
             raise ConfigError(f"{source}: {role}.name: architecture {entry.name!r} cannot be a {role}")
+        if entry is not None and not entry.record.builds_on(cfg.backend):
+            from gankit.native import not_built_on, switch_hint
+
+            reason = not_built_on(entry.name, entry.record.backends, cfg.backend,
+                                  native=entry.record.native is not None)
+            raise ConfigError(f"{source}: {role}.name: {reason}", hint=switch_hint(entry.record.backends))
     evaluation = cfg.evaluation.model_copy(update={
         "metrics": [check("metric", m, f"evaluation.metrics.{i}") for i, m in enumerate(cfg.evaluation.metrics)],
         "features": {
@@ -381,7 +387,7 @@ def load_config(
     """Load, override and fully resolve a config.
 
     ``source`` is a file path, a dict, an :class:`ExperimentConfig`, or ``None`` for
-    ``preset`` (default: the ``ring8`` preset). Precedence, lowest first: the file or
+    ``preset`` (default: the ``mnist`` preset). Precedence, lowest first: the file or
     preset, ``GANKIT_BACKEND``, then ``overrides``.
     """
     env = os.environ if environ is None else environ

@@ -34,8 +34,14 @@ def scatter(path: str | Path, fake: np.ndarray, real: np.ndarray | None = None, 
     return Path(path)
 
 
-def image_grid(path: str | Path, images: np.ndarray, columns: int | None = None) -> Path:
-    """A grid PNG of images shaped (n, H, W) or (n, H, W, C) or (n, C, H, W), values in [-1, 1]."""
+def image_grid(path: str | Path, images: np.ndarray, columns: int | None = None,
+               scale: int | None = None) -> Path:
+    """A grid PNG of images shaped (n, H, W) or (n, H, W, C) or (n, C, H, W), values in [-1, 1].
+
+    ``scale`` enlarges each pixel to a ``scale`` × ``scale`` block (nearest neighbour, so
+    nothing is smoothed away); the default makes small images (MNIST's 28×28, digits' 8×8)
+    at least 56 pixels on a side so a person can see them, and leaves 64×64 and up alone.
+    """
     from PIL import Image
 
     x = np.asarray(images, dtype=np.float32)
@@ -51,7 +57,11 @@ def image_grid(path: str | Path, images: np.ndarray, columns: int | None = None)
         r, col = divmod(i, cols)
         grid[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + col * (w + 2): 2 + col * (w + 2) + w] = (x[i] + 1) / 2
     grid = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+    picture = Image.fromarray(grid[..., 0] if c == 1 else grid)
+    scale = scale if scale is not None else max(1, -(-56 // max(h, w)))
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    picture.save(path)
     return Path(path)
 
 

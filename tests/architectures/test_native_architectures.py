@@ -167,8 +167,12 @@ def test_tensorflow_refuses_it_before_any_work(cli_registry, tmp_path, capsys):
     assert "the tensorflow backend cannot build it" in err and "--set backend=torch" in err
     assert not (tmp_path / "runs").exists()  # refused before a run directory, data or framework
     with pytest.raises(ConfigError, match="built natively for torch only"):
-        cfg = gankit.load_config(config(tmp_path), overrides=["backend=tensorflow"], registry=cli_registry)
-        build(cfg, cli_registry)
+        gankit.load_config(config(tmp_path), overrides=["backend=tensorflow"], registry=cli_registry)
+    # `gankit config check` says so too, before anything is built
+    path.write_text(json.dumps(config(tmp_path / "runs", backend="tensorflow")))
+    assert main(["config", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "generator.name: architecture 'pixel_shuffle' is built natively for torch only" in err
 
 
 def test_its_checkpoint_refuses_to_load_on_tensorflow(cli_registry, torch_run, tmp_path, capsys):
@@ -284,3 +288,11 @@ def test_a_tensorflow_native_architecture_trains_checkpoints_and_torch_refuses(r
         gankit.load_checkpoint(run.directory, backend="torch", registry=registry)
     with pytest.raises(ConfigError, match="built natively for tensorflow only; the torch backend cannot build it"):
         gankit.train(config(tmp_path, arch="depth_to_space"), registry=registry)
+
+
+def test_gankit_plugins_lists_its_one_backend(cli_registry, capsys):
+    assert main(["plugins", "--kind", "architecture", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["pixel_shuffle"]["status"] == "torch only"
+    assert rows["mlp"]["status"] == ""
+
