@@ -385,7 +385,7 @@ def train(
     resume: str | Path | None = None,
 ) -> Run:
     """Train a GAN. ``config`` is a path, dict, :class:`ExperimentConfig` or ``None``
-    (the ``preset``, by default ``ring8``). ``resume`` continues the run directory of an
+    (the ``preset``, by default ``mnist``). ``resume`` continues the run directory of an
     interrupted (or finished, with more ``training.steps``) run from its newest
     checkpoint; ``overrides`` then apply on top of that run's config. Returns the :class:`Run`."""
     if resume is not None:

@@ -67,8 +67,10 @@ def test_every_preset_validates(name):
     assert cfg.name == read_preset(name)["name"]
 
 
-def test_default_is_ring8_preset():
-    assert load_config(environ={}) == load_config(preset="ring8", environ={})
+def test_default_is_the_mnist_preset():
+    default = load_config(environ={})
+    assert default == load_config(preset="mnist", environ={})
+    assert default.data.name == "mnist" and default.generator.name == "dcgan"
 
 
 @pytest.mark.parametrize(
