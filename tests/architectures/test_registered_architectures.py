@@ -49,12 +49,20 @@ def _cases():
             yield pytest.param(name, shape, id=f"{name}-{'x'.join(map(str, shape))}", marks=marks)
 
 
-CASES = list(_cases())
+#: Other built-in designs behind a parameter: case name -> (architecture, params, shapes).
+VARIANTS = {
+    "dcgan_paper": ("dcgan", {"base_channels": 4, "style": "paper"}, [(1, 28, 28), (3, 28, 28)]),
+    "cdcgan_paper": ("cdcgan", {"base_channels": 4, "embedding_dim": 3, "style": "paper"}, [(1, 28, 28)]),
+}
+
+CASES = list(_cases()) + [pytest.param(case, shape, id=f"{case}-{'x'.join(map(str, shape))}")
+                          for case, (_, _, shapes) in VARIANTS.items() for shape in shapes]
 
 
 def specs(name, shape, num_classes=5):
+    name, small = VARIANTS.get(name, (name, SMALL.get(name, {}), None))[:2]
     record = REGISTRY.get("architecture", name).record
-    params = record.params.model_validate(SMALL.get(name, {}))
+    params = record.params.model_validate(small)
     extra = {"num_classes": num_classes} if record.conditional else {}
     g = record.factory(params, role="generator", input_shape=(LATENT,), output_shape=shape, **extra)
     d = record.factory(params, role="discriminator", input_shape=shape, output_shape=(1,), **extra)
@@ -169,6 +177,21 @@ def test_dcgan_28_follows_the_tensorflow_tutorial():
     assert [layer.kind for layer in d.layers] == ["conv2d", "activation", "dropout", "conv2d", "activation", "dropout",
                                                    "flatten", "dense"]
     assert d.layers[2].rate == 0.3 and d.layers[1].negative_slope == 0.3
+
+
+def test_dcgan_28_paper_style():
+    g, d = specs("dcgan_paper", (1, 28, 28))
+    convs = [layer for layer in g.layers if layer.kind == "conv_transpose2d"]
+    assert [(c.channels, c.kernel_size, c.stride, c.padding) for c in convs] == \
+        [(8, 7, 1, 0), (4, 4, 2, 1), (1, 4, 2, 1)]
+    assert [shape[1:] for shape in g.shapes()[2::3]] == [(7, 7), (14, 14), (28, 28)]
+    assert [layer.kind for layer in d.layers] == ["conv2d", "activation", "conv2d", "batch_norm", "activation",
+                                                   "conv2d", "flatten"]
+    assert d.layers[1].negative_slope == 0.2 and d.layers[-2].kernel_size == 7
+    record = REGISTRY.get("architecture", "dcgan").record
+    with pytest.raises(gankit.ConfigError, match="style 'tutorial' exists only for 28x28"):
+        record.factory(record.params(style="tutorial"), role="generator", input_shape=(LATENT,),
+                       output_shape=(3, 32, 32))
 
 
 @pytest.mark.parametrize("name", ["dcgan", "cdcgan", "sngan_resnet"])
