@@ -167,10 +167,21 @@ class TensorFlowNet(tf.Module):
 
     def _layer_conv2d(self, p, layer, shape, x, training, labels):
         w = self._weight(p, layer, training, lambda m: tf.reshape(m, [m.shape[0], -1]))
-        pad = layer.padding
-        if pad:  # tf.pad + VALID: the same numbers as EXPLICIT padding, 2-3x faster on CPU
-            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        y = tf.nn.conv2d(x, tf.transpose(w, _KERNEL), strides=layer.stride, padding="VALID")
+        pad, kernel = layer.padding, tf.transpose(w, _KERNEL)
+        plans = [_conv_same_plan(n, layer.kernel_size, layer.stride, pad) for n in shape[1:]] if pad else [None]
+        if None not in plans:
+            # SAME where its padding is torch's (with the image reversed along the axes where
+            # SAME would put the odd padding row after the image and torch puts it before):
+            # the same sums as tf.pad + VALID, about 1.2x faster on CPU (forward + backward).
+            axes = [axis for axis, plan in zip((1, 2), plans) if plan == "reversed"]
+            if axes:
+                x, kernel = tf.reverse(x, axes), tf.reverse(kernel, [a - 1 for a in axes])
+            y = tf.nn.conv2d(x, kernel, strides=layer.stride, padding="SAME")
+            y = tf.reverse(y, axes) if axes else y
+        else:
+            if pad:  # tf.pad + VALID: the same numbers as EXPLICIT padding, 2-3x faster on CPU
+                x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+            y = tf.nn.conv2d(x, kernel, strides=layer.stride, padding="VALID")
         return tf.nn.bias_add(y, self._param(p + "bias")) if layer.bias else y
 
     def _layer_conv_transpose2d(self, p, layer, shape, x, training, labels):
@@ -185,14 +196,22 @@ class TensorFlowNet(tf.Module):
         out_h, out_w = (h - 1) * s - 2 * pad + k + extra, (wd - 1) * s - 2 * pad + k + extra
         batch = tf.shape(x)[0]
         kernel = tf.transpose(w, _KERNEL)
-        zeros = _same_padding_extension(k, s, pad, extra)
-        if zeros is not None and out_h == h * s and out_w == wd * s:
-            # torch's output is TF's SAME output for this kernel with `zeros` zero taps
-            # appended (same alignment, same sums), without the larger VALID output and
-            # its crop: about 1.5x faster on CPU.
-            kernel = tf.pad(kernel, [[0, zeros], [0, zeros], [0, 0], [0, 0]]) if zeros else kernel
-            y = tf.nn.conv2d_transpose(x, kernel, output_shape=tf.stack([batch, out_h, out_w, layer.channels]),
-                                       strides=s, padding="SAME")
+        plan = _same_padding_plan(k, s, pad, extra)
+        if plan is not None and out_h == h * s and out_w == wd * s:
+            # torch's output is TF's SAME output for this kernel (same alignment, same
+            # sums), without the larger VALID output and its crop: about 1.5x faster on CPU.
+            output_shape = tf.stack([batch, out_h, out_w, layer.channels])
+            if plan == "reversed":
+                # SAME puts the odd padding row after the image, torch before it: computed on
+                # the spatially reversed image with the reversed kernel, the alignment is
+                # torch's, with no zero taps (stride 2, kernel 5: 25 taps instead of 36).
+                kernel = tf.reverse(kernel, [0, 1])
+                y = tf.nn.conv2d_transpose(tf.reverse(x, [1, 2]), kernel, output_shape=output_shape, strides=s,
+                                           padding="SAME")
+                y = tf.reverse(y, [1, 2])
+            else:  # `plan` zero taps appended to the kernel shift SAME's alignment to torch's
+                kernel = tf.pad(kernel, [[0, plan], [0, plan], [0, 0], [0, 0]]) if plan else kernel
+                y = tf.nn.conv2d_transpose(x, kernel, output_shape=output_shape, strides=s, padding="SAME")
             return tf.nn.bias_add(y, self._param(p + "bias")) if layer.bias else y
         y = tf.nn.conv2d_transpose(x, kernel, output_shape=tf.stack([batch, full_h, full_w, layer.channels]),
                                    strides=s, padding="VALID")
@@ -230,7 +249,9 @@ class TensorFlowNet(tf.Module):
             return x
         # Drawn in float32 whatever the compute dtype: the same masks in every precision.
         keep = self._dropout_rng.uniform(tf.shape(x), dtype=tf.float32) >= layer.rate
-        return tf.where(keep, x / (1.0 - layer.rate), tf.zeros_like(x))
+        # x * (mask / (1 - rate)), as torch: one multiplication forward and backward
+        # (tf.where with a division costs about 1.25x as much).
+        return x * (tf.cast(keep, x.dtype) * tf.constant(1.0 / (1.0 - layer.rate), x.dtype))
 
     def _layer_batch_norm(self, p, layer, shape, x, training, labels):
         # Statistics and normalisation in the variables' dtype (float32), whatever the
@@ -240,12 +261,18 @@ class TensorFlowNet(tf.Module):
     def _batch_norm(self, p, layer, shape, x, training):
         weight, bias = self.params[p + "weight"], self.params[p + "bias"]
         running_mean, running_var = self.buffers[p + "running_mean"], self.buffers[p + "running_var"]
-        if not training:
-            return (x - running_mean) / tf.math.sqrt(running_var + layer.eps) * weight + bias
-        if x.shape[0] == 1 and not _is_image(shape):
+        if training and x.shape[0] == 1 and not _is_image(shape):
             raise ValueError(
                 f"batch_norm layer {p[:-1]} of {self.spec.name!r} needs more than one sample per batch in training"
             )
+        # The fused kernel in float32 (mixed precision keeps the ops below: its tests look
+        # for their float32 means), with more than one value per feature in training (one
+        # has no unbiased variance).
+        single = x.shape.num_elements() == shape[0]
+        if self.dtype == tf.float32 and self._compute == tf.float32 and not (training and single):
+            return self._fused_batch_norm(layer, shape, x, training, weight, bias, running_mean, running_var)
+        if not training:
+            return (x - running_mean) / tf.math.sqrt(running_var + layer.eps) * weight + bias
         axes = [0, 1, 2] if _is_image(shape) else [0]  # one statistic per channel (last axis in NHWC)
         mean = tf.math.reduce_mean(x, axis=axes)
         # Normalise with the biased batch variance (divide by n), as torch does ...
@@ -256,6 +283,21 @@ class TensorFlowNet(tf.Module):
         running_mean.assign((1 - momentum) * running_mean + momentum * tf.stop_gradient(mean))
         running_var.assign((1 - momentum) * running_var + momentum * tf.stop_gradient(var * n / (n - 1)))
         return (x - mean) / tf.math.sqrt(var + layer.eps) * weight + bias
+
+    def _fused_batch_norm(self, layer, shape, x, training, weight, bias, running_mean, running_var):
+        """The same batch norm as one TensorFlow kernel forward and one backward (2.5-4x
+        faster on CPU than the ops of :meth:`_batch_norm`'s general path). In training,
+        ``exponential_avg_factor=momentum`` makes the kernel return the running statistics
+        updated as torch does: ``(1 - momentum) * running + momentum * batch``, with the
+        unbiased batch variance in the running variance and the biased one in the output."""
+        x4 = x if _is_image(shape) else tf.reshape(x, [-1, 1, 1, shape[0]])  # features as NHWC channels
+        y, mean, var, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x4, scale=weight, offset=bias, mean=running_mean, variance=running_var, epsilon=layer.eps,
+            exponential_avg_factor=layer.momentum if training else 1.0, data_format="NHWC", is_training=training)
+        if training:
+            running_mean.assign(mean)
+            running_var.assign(var)
+        return y if _is_image(shape) else tf.reshape(y, tf.shape(x))
 
     def _layer_layer_norm(self, p, layer, shape, x, training, labels):
         return self._cast(self._layer_norm(p, layer, shape, tf.cast(x, self.dtype)))  # float32, as batch norm
@@ -313,14 +355,38 @@ class TensorFlowNet(tf.Module):
         return body + skip
 
 
-def _same_padding_extension(k: int, s: int, pad: int, output_padding: int) -> int | None:
-    """Zero taps to append to a transposed-conv kernel so that TensorFlow's SAME padding
-    reproduces torch's ``padding`` / ``output_padding`` exactly, or None when no such
-    number exists. SAME gives ``in * s`` outputs at offset ``(k' - s) // 2``; torch gives
-    ``(in - 1) * s - 2 * pad + k + output_padding`` at offset ``pad``."""
+def _conv_same_plan(n: int, k: int, s: int, pad: int) -> str | None:
+    """How TensorFlow's SAME padding reproduces torch's symmetric ``pad`` along an axis of
+    ``n`` pixels for a convolution: ``"same"`` when it does as it is, ``"reversed"`` when
+    it does on the reversed axis, None when neither. SAME gives ``ceil(n / s)`` outputs
+    with ``P // 2`` of its ``P = (out - 1) * s + k - n`` padding rows before the image (the
+    other ``P - P // 2`` before it when reversed); torch gives ``(n + 2 pad - k) // s + 1``
+    outputs with ``pad`` rows before."""
+    out = -(-n // s)
+    padding = (out - 1) * s + k - n
+    if padding < 0 or out != (n + 2 * pad - k) // s + 1:
+        return None
+    if padding // 2 == pad:
+        return "same"
+    if padding - padding // 2 == pad:
+        return "reversed"
+    return None
+
+
+def _same_padding_plan(k: int, s: int, pad: int, output_padding: int) -> int | str | None:
+    """How TensorFlow's SAME padding reproduces torch's ``padding`` / ``output_padding``
+    exactly: a number of zero taps to append to the kernel (0 when SAME already agrees),
+    ``"reversed"`` when SAME agrees on the spatially reversed problem, or None when neither
+    works. SAME gives ``in * s`` outputs with ``(k' - s) // 2`` of its ``k' - s`` padding
+    rows before the image (``ceil`` of it when reversed); torch gives
+    ``(in - 1) * s - 2 * pad + k + output_padding`` outputs with ``pad`` before."""
     if k + output_padding - 2 * pad != s:
         return None
-    for zeros in range(s + 1):
+    if k >= s and (k - s) // 2 == pad:
+        return 0
+    if k >= s and (k - s + 1) // 2 == pad:
+        return "reversed"
+    for zeros in range(1, s + 1):
         if k + zeros >= s and (k + zeros - s) // 2 == pad:
             return zeros
     return None
