@@ -206,8 +206,17 @@ def test_bfloat16_training_stays_close_to_float32_and_is_not_float32():
     assert ra.d_loss != rb.d_loss
     wa, wb = a.state_dict(), b.state_dict()
     assert any(not np.array_equal(wa[k], wb[k]) for k in wa)
-    for k in wa:  # one Adam step (lr 2e-3) apart: the weights still agree closely
-        np.testing.assert_allclose(wb[k], wa[k], atol=5e-3, err_msg=k)
+    # One step apart (2 Adam updates of D, 1 of G, lr 2e-3). Adam's first update moves a
+    # weight by about lr * sign(gradient), so where a gradient is near zero bfloat16 can flip
+    # its sign: no weight can differ by more than 2 * lr per update, and nearly all agree closely
+    # (measured: 23 of 1,754 beyond 1e-3).
+    far = total = 0
+    for k in wa:
+        updates = 2 if k.startswith("discriminator.") else 1
+        diff = np.abs(wb[k].astype(np.float64) - wa[k])
+        assert diff.max() <= 2 * 2e-3 * updates + 1e-5, k
+        far, total = far + int((diff > 1e-3).sum()), total + diff.size
+    assert far <= 0.05 * total, f"{far} of {total} weights differ by more than 1e-3"
 
 
 def test_bfloat16_runs_under_xla():
