@@ -142,9 +142,14 @@ def evaluate(run_dir: Path, num_samples: Optional[int], metric_names: tuple[str,
               help="Truncation trick: redraw latent coordinates whose absolute value exceeds T (less variety, more fidelity).")
 @click.option("--label", "labels", type=click.IntRange(min=0), multiple=True,
               help="Class label(s) for a class-conditional generator, repeated in turn (default: every class in turn).")
+@click.option("--rejection", type=click.Choice(["none", "drs"]), default=None,
+              help="none: every generated sample; drs: discriminator rejection sampling (default: the run's sampling.rejection).")
+@click.option("--drs-percentile", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="DRS's gamma percentile in [0, 1): higher rejects more (default: the run's sampling.drs_percentile).")
 @click.option("--device", default="auto", show_default=True, help="Device: auto, cpu, cuda, ...")
 def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path: Path, seed: int,
-           truncation: Optional[float], labels: tuple[int, ...], device: str):
+           truncation: Optional[float], labels: tuple[int, ...], rejection: Optional[str],
+           drs_percentile: Optional[float], device: str):
     """Draw samples from a trained generator: CHECKPOINT is a run directory or a checkpoint file.
 
     A checkpoint written by one backend samples on any other (--backend).
@@ -162,7 +167,8 @@ def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path:
         if gan.num_classes is None:
             raise GankitError("--label applies to class-conditional generators; this one is unconditional")
         y = np.resize(np.asarray(labels, dtype=np.int64), num_samples)
-    x = gan.sample(num_samples, seed=seed, truncation=truncation, labels=y)
+    x = gan.sample(num_samples, seed=seed, truncation=truncation, labels=y, rejection=rejection,
+                   percentile=drs_percentile)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix.lower() == ".npy":
         np.save(out_path, x, allow_pickle=False)

@@ -169,6 +169,19 @@ class EvaluationConfig(StrictModel):
         return self
 
 
+class SamplingConfig(StrictModel):
+    """How samples are drawn for evaluation and `gankit sample` (pictures during training
+    always show the generator itself, from the fixed latent batch)."""
+
+    rejection: Literal["none", "drs"] = "none"
+    """none: every generated sample. drs: discriminator rejection sampling (Azadi et al.
+    2019) — the trained discriminator's logits accept or reject each generated sample, which
+    removes samples it finds unrealistic (e.g. between the modes of a mixture)."""
+    drs_percentile: float = Field(default=0.8, ge=0, lt=1)
+    """DRS's gamma, as a percentile of F(x) over each batch: higher rejects more of the
+    samples the discriminator scores lowest (0.8 in the paper's spirit; see docs/evaluation.md)."""
+
+
 class OutputConfig(StrictModel):
     """Where results go."""
 
@@ -211,6 +224,8 @@ class ExperimentConfig(StrictModel):
     """The training loop."""
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     """Sample-quality metrics."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    """How evaluation and `gankit sample` draw samples (plain, or discriminator rejection sampling)."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     """Where results go."""
 

@@ -46,10 +46,18 @@ class Evaluation:
     generator: str = "generator"
     #: Higher is better (True), lower is better (False) or neither (None), per key.
     higher_is_better: dict[str, bool | None] = field(default_factory=dict)
+    #: How the samples were drawn: ``plain`` or ``drs`` (discriminator rejection sampling).
+    sampler: str = "plain"
+    #: Under ``drs``: the share of generated candidates that were accepted.
+    acceptance: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"step": self.step, "num_samples": self.num_samples, "generator": self.generator,
-                "seconds": round(self.seconds, 3), "metrics": self.metrics, "skipped": self.skipped}
+        out = {"step": self.step, "num_samples": self.num_samples, "generator": self.generator,
+               "sampler": self.sampler, "seconds": round(self.seconds, 3), "metrics": self.metrics,
+               "skipped": self.skipped}
+        if self.acceptance is not None:
+            out["acceptance"] = round(self.acceptance, 6)
+        return out
 
 
 def default_metrics(ctx: EvalContext) -> list[PluginChoice]:
@@ -75,21 +83,54 @@ def latents(n: int, dim: int, distribution: str, seed: int) -> np.ndarray:
     return rng.standard_normal((n, dim)).astype(np.float32)
 
 
+def _classes(exp: "Experiment") -> int | None:
+    if not getattr(exp.generator, "conditional", False):
+        return None
+    classes = exp.dataset.num_classes or getattr(exp.generator, "num_classes", None)
+    if not classes:
+        raise ConfigError("a class-conditional generator needs a labelled dataset to be evaluated")
+    return int(classes)
+
+
 def generate(exp: "Experiment", n: int, seed: int, batch_size: int = 1000) -> np.ndarray:
     """``n`` generated samples for evaluation, in batches, from numpy latents (and, for a
-    class-conditional generator, every class in turn: ``0, 1, ..., k-1, 0, ...``)."""
+    class-conditional generator, every class in turn: ``0, 1, ..., k-1, 0, ...``).
+
+    With ``sampling.rejection = "drs"`` the samples are those that pass discriminator
+    rejection sampling (:mod:`gankit.rejection`); see :func:`rejection_generate`.
+    """
+    if exp.config.sampling.rejection == "drs":
+        return rejection_generate(exp, n, seed, batch_size).samples
     z = latents(n, exp.config.latent.dim, exp.config.latent.distribution, seed)
-    labels = None
-    if getattr(exp.generator, "conditional", False):
-        classes = exp.dataset.num_classes or getattr(exp.generator, "num_classes", None)
-        if not classes:
-            raise ConfigError("a class-conditional generator needs a labelled dataset to be evaluated")
-        labels = np.arange(n, dtype=np.int64) % classes
+    classes = _classes(exp)
+    labels = None if classes is None else np.arange(n, dtype=np.int64) % classes
     out = []
     for s in range(0, n, batch_size):
         args = (z[s : s + batch_size],) if labels is None else (z[s : s + batch_size], labels[s : s + batch_size])
         out.append(np.asarray(exp.trainer.generate(*args), dtype=np.float32))
     return np.concatenate(out)
+
+
+def rejection_generate(exp: "Experiment", n: int, seed: int, batch_size: int = 1000):
+    """``n`` samples through discriminator rejection sampling with the experiment's
+    generator (the EMA one when there is one) and discriminator: a
+    :class:`gankit.rejection.RejectionResult` (samples, and how many candidates it took)."""
+    from gankit.rejection import rejection_sample
+
+    cfg = exp.config
+    trainer = exp.trainer
+
+    def draw(k: int, rng: np.random.Generator) -> np.ndarray:
+        if cfg.latent.distribution == "uniform":
+            return rng.uniform(-1.0, 1.0, (k, cfg.latent.dim)).astype(np.float32)
+        return rng.standard_normal((k, cfg.latent.dim)).astype(np.float32)
+
+    classes = _classes(exp)
+    return rejection_sample(
+        lambda z, y: trainer.generate(z) if y is None else trainer.generate(z, y),
+        lambda x, y: trainer.discriminate(x) if y is None else trainer.discriminate(x, y),
+        draw, n, percentile=cfg.sampling.drs_percentile, seed=seed, batch_size=batch_size,
+        label_cycle=None if classes is None else np.arange(classes))
 
 
 def _extractor_factory(registry: Registry, params_by_name: dict[str, dict[str, Any]]):
@@ -116,7 +157,12 @@ def evaluate(exp: "Experiment", *, num_samples: int | None = None, metrics: list
     cfg = exp.config
     n = num_samples or cfg.evaluation.num_samples
     start = time.perf_counter()
-    fake = generate(exp, n, seed=cfg.seed)
+    acceptance = None
+    if cfg.sampling.rejection == "drs":
+        drawn = rejection_generate(exp, n, seed=cfg.seed)
+        fake, acceptance = drawn.samples, drawn.acceptance
+    else:
+        fake = generate(exp, n, seed=cfg.seed)
     real = np.asarray(exp.dataset.sample(n, seed=cfg.seed), dtype=np.float32)
     ctx = EvalContext(fake=fake, real=real, modality=exp.dataset.modality, info=dict(exp.dataset.info),
                       seed=cfg.seed, get_extractor=_extractor_factory(reg, cfg.evaluation.features))
@@ -135,7 +181,9 @@ def evaluate(exp: "Experiment", *, num_samples: int | None = None, metrics: list
         better.update(metric.meta.keys)
     return Evaluation(metrics=values, step=exp.trainer.step_count if step is None else step, num_samples=n,
                       seconds=time.perf_counter() - start, skipped=skipped,
-                      generator="ema" if _uses_ema(exp.trainer) else "generator", higher_is_better=better)
+                      generator="ema" if _uses_ema(exp.trainer) else "generator", higher_is_better=better,
+                      sampler=cfg.sampling.rejection if cfg.sampling.rejection != "none" else "plain",
+                      acceptance=acceptance)
 
 
 def maybe_evaluate(exp: "Experiment", step: int, directory: Path, board=None) -> Evaluation | None:

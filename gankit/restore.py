@@ -87,11 +87,45 @@ class LoadedGAN:
         """Generator outputs (eval mode; the EMA generator when the checkpoint has one)."""
         return np.asarray(self.trainer.generate(z, labels) if self.num_classes else self.trainer.generate(z))
 
-    def sample(self, n: int, seed: int = 0, truncation: float | None = None, labels=None) -> np.ndarray:
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The checkpoint config's ``sampling`` table (rejection, drs_percentile)."""
+        from gankit.config import SamplingConfig
+
+        return SamplingConfig.model_validate(self.config.get("sampling", {})).model_dump()
+
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, labels=None,
+               rejection: str | None = None, percentile: float | None = None) -> np.ndarray:
         """``n`` samples from numpy latents: the same seed gives the same samples on every
-        backend. A class-conditional generator takes ``labels`` (default: the classes in turn)."""
-        y = class_labels(labels, (int(n),), self.num_classes)
-        return self.generate(self.latents(n, seed, truncation), y)
+        backend. A class-conditional generator takes ``labels`` (default: the classes in turn).
+
+        ``rejection="drs"`` keeps only samples that pass discriminator rejection sampling
+        (:mod:`gankit.rejection`, at ``percentile``); the default for both is the
+        checkpoint config's ``sampling`` table.
+        """
+        chosen = self.sampling
+        rejection = rejection or chosen["rejection"]
+        if rejection == "none":
+            y = class_labels(labels, (int(n),), self.num_classes)
+            return self.generate(self.latents(n, seed, truncation), y)
+        if rejection != "drs":
+            raise ConfigError(f"unknown rejection {rejection!r}", hint="use 'none' or 'drs'")
+        from gankit.rejection import rejection_sample
+
+        cycle = None  # a conditional generator's candidates take these labels in turn
+        if self.num_classes:
+            given = None if labels is None else np.asarray(labels).reshape(-1)
+            cycle = np.arange(self.num_classes) if given is None else class_labels(given, given.shape, self.num_classes)
+
+        def draw(k: int, rng: np.random.Generator) -> np.ndarray:
+            return self.latents(k, int(rng.integers(2**31)), truncation)
+
+        result = rejection_sample(
+            self.generate,
+            lambda x, y: self.trainer.discriminate(x) if y is None else self.trainer.discriminate(x, y),
+            draw, int(n), percentile=chosen["drs_percentile"] if percentile is None else percentile,
+            seed=seed, label_cycle=cycle)
+        return result.samples
 
 
 def _plugin(registry: Registry, kind: str, choice: dict[str, Any] | None, default: str):
