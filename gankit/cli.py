@@ -145,7 +145,7 @@ def evaluate(run_dir: Path, num_samples: Optional[int], metric_names: tuple[str,
 @click.option("--rejection", type=click.Choice(["none", "drs"]), default=None,
               help="none: every generated sample; drs: discriminator rejection sampling (default: the run's sampling.rejection).")
 @click.option("--drs-percentile", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-              help="DRS's gamma percentile in [0, 1): higher rejects more (default: the run's sampling.drs_percentile).")
+              help="DRS's gamma as a percentile in [0, 1): higher is stricter (default: the run's sampling.drs_percentile; unset there: exact rejection sampling).")
 @click.option("--device", default="auto", show_default=True, help="Device: auto, cpu, cuda, ...")
 def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path: Path, seed: int,
            truncation: Optional[float], labels: tuple[int, ...], rejection: Optional[str],

@@ -177,9 +177,11 @@ class SamplingConfig(StrictModel):
     """none: every generated sample. drs: discriminator rejection sampling (Azadi et al.
     2019) — the trained discriminator's logits accept or reject each generated sample, which
     removes samples it finds unrealistic (e.g. between the modes of a mixture)."""
-    drs_percentile: float = Field(default=0.8, ge=0, lt=1)
-    """DRS's gamma, as a percentile of F(x) over each batch: higher rejects more of the
-    samples the discriminator scores lowest (0.8 in the paper's spirit; see docs/evaluation.md)."""
+    drs_percentile: float | None = Field(default=None, ge=0, lt=1)
+    """Unset: exact rejection sampling, accepting with exp(l(x) - l_max) (keeps the balance
+    between modes). A number in [0, 1): the paper's shift gamma, that percentile of F(x)
+    over each batch; higher is stricter and may favour the modes the discriminator scores
+    highest (see docs/evaluation.md)."""
 
 
 class OutputConfig(StrictModel):

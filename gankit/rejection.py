@@ -6,19 +6,20 @@ logit ``l(x) = log p_data(x) / p_g(x)``, so accepting a generated ``x`` with pro
 ``exp(l(x) - l_max)`` turns the generator's distribution into the data's exactly
 (ordinary rejection sampling with the density ratio ``exp(l)``, bounded by ``exp(l_max)``).
 
-In practice ``l_max`` is estimated (the largest logit seen: a burn-in batch, then every
-batch), and plain ``exp(l - l_max)`` accepts almost nothing, so the paper accepts with
-``sigmoid(F(x) - gamma)`` where::
+``l_max`` is estimated (the largest logit seen: a burn-in, then every batch). That exact
+rule is :func:`rejection_sample`'s default (``percentile=None``); it keeps the balance
+between modes. For a sharp discriminator, whose largest logit is far above the rest, it
+can accept almost nothing, so the paper accepts with ``sigmoid(F(x) - gamma)`` where::
 
     F(x) = l(x) - l_max - log(1 - exp(l(x) - l_max - eps))
 
 ``sigmoid(F)`` equals ``exp(l - l_max)`` (``sigmoid(a - log(1 - e^a)) = e^a``), and the
 shift ``gamma`` is the ``percentile`` of ``F`` over each batch: the candidate at that
 percentile is accepted with probability 1/2, those above it more often, those below
-less. Acceptance then no longer hinges on the estimate of ``l_max`` (a sharp
-discriminator's largest logit is far above most, and ``exp(l - l_max)`` accepts almost
-nothing); a higher percentile is stricter. The candidates the discriminator finds least
-real (between the modes of a mixture, say) are the ones thrown away.
+less, whatever ``l_max`` is; a higher percentile is stricter, and may pile the samples
+onto the modes the discriminator scores highest. Either way the candidates the
+discriminator finds least real (between the modes of a mixture, say) are the ones
+thrown away.
 
 Everything here is numpy over a trainer's ``generate`` and ``discriminate``, so it works
 the same on every backend.
@@ -79,7 +80,7 @@ def rejection_sample(
     draw_latents: Callable[[int, np.random.Generator], np.ndarray],
     n: int,
     *,
-    percentile: float | None = 0.8,
+    percentile: float | None = None,
     seed: int = 0,
     batch_size: int = 1000,
     burn_in: int = 10000,

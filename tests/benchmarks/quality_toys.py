@@ -56,7 +56,6 @@ def limit_threads(backend: str, threads: int) -> None:
 
 def run_one(toy: str, backend: str, seed: int, out_dir: Path, extra: list[str] = ()) -> dict:
     import gankit
-    from gankit.evaluation import evaluate, generate
     from gankit.training import build
 
     overrides = [f"seed={seed}", f"backend={backend}", f"output.dir={out_dir}", f"output.name={toy}-{backend}-{seed}",
@@ -67,21 +66,49 @@ def run_one(toy: str, backend: str, seed: int, out_dir: Path, extra: list[str] =
     exp = build(run.config)
     exp.trainer = run.trainer
     row = {"toy": toy, "backend": backend, "seed": seed, "cpu_seconds": cpu, "wall_seconds": wall, "steps": run.steps,
-           "samples": str(run.directory / "samples.npy"), "sampler": run.config.sampling.rejection}
-    # The generator alone, then through discriminator rejection sampling (the preset's
-    # percentile): both are reported; the target is judged on what the preset configures.
+           "samples": str(run.directory / "samples.npy")}
+    return score(exp, row)
+
+
+def score(exp, row: dict, sampling=None) -> dict:
+    """Score a trained run: the generator alone, then through discriminator rejection
+    sampling (``sampling``: the run's own settings by default, e.g. its preset's); both are
+    reported, and the target is judged on what the sampling table configures."""
+    import gankit
+    from gankit.evaluation import evaluate, generate
+
+    sampling = sampling or exp.config.sampling
+    base = exp.config
+    row.update(sampler=sampling.rejection, drs_percentile=sampling.drs_percentile)
+    directory = Path(row["samples"]).parent
     for prefix, rejection in (("", "none"), ("drs_", "drs")):
-        exp.config = run.config.model_copy(update={"sampling": run.config.sampling.model_copy(update={"rejection": rejection})})
+        exp.config = base.model_copy(update={"sampling": sampling.model_copy(update={"rejection": rejection})})
         result = evaluate(exp, num_samples=NUM_SAMPLES, metrics=[gankit.PluginChoice(name="modes")])
         m = result.metrics
         row.update({f"{prefix}modes": m["modes_captured"], f"{prefix}high_quality": m["high_quality"],
                     f"{prefix}mode_kl": m["mode_kl"]})
         if rejection == "drs":
             row["drs_acceptance"] = result.acceptance
-            np.save(run.directory / "samples_drs.npy", generate(exp, NUM_SAMPLES, seed=run.config.seed),
-                    allow_pickle=False)
-            row["drs_samples"] = str(run.directory / "samples_drs.npy")
+            np.save(directory / "samples_drs.npy", generate(exp, NUM_SAMPLES, seed=base.seed), allow_pickle=False)
+            row["drs_samples"] = str(directory / "samples_drs.npy")
+    exp.config = base
     return row
+
+
+def rescore(rows: list[dict]) -> list[dict]:
+    """Score earlier runs again from their checkpoints (kept with ``--runs DIR``) with the
+    presets' current sampling settings; the training figures (CPU seconds) stay theirs."""
+    import gankit
+    from gankit.evaluation import load_run
+
+    out = []
+    for r in rows:
+        exp = load_run(Path(r["samples"]).parent)
+        sampling = gankit.load_config(preset=PRESETS[r["toy"]], environ={}).sampling
+        out.append(score(exp, dict(r), sampling))
+        print(f"{r['toy']:7s} {r['backend']:10s} seed {r['seed']}: rescored, with DRS {out[-1]['drs_high_quality']:5.1f}% "
+              f"(was {r['drs_high_quality']:5.1f}%), KL {out[-1]['drs_mode_kl']:.3f}", flush=True)
+    return out
 
 
 def judged(r: dict) -> tuple[float, float]:
@@ -183,6 +210,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=Path, default=None, help="keep the run directories here (default: a temporary folder)")
     parser.add_argument("--merge", type=Path, nargs="*", default=None,
                         help="instead of training, merge the --json files of earlier invocations (e.g. one per toy and backend run in parallel)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="with --merge: score the merged runs again from their checkpoints with the presets' current sampling settings")
     parser.add_argument("--json", type=Path, default=None, help="write every run and the summary here")
     parser.add_argument("--picture", type=Path, default=None, help="save a scatter of seed 0 per toy and backend")
     args = parser.parse_args(argv)
@@ -193,6 +222,8 @@ def main(argv=None) -> int:
     if args.merge is not None:
         rows = [r for f in args.merge for r in json.loads(f.read_text())["runs"]]
         backends = []
+        if args.rescore:
+            rows = rescore(rows)
     with tempfile.TemporaryDirectory(prefix="gankit-quality-") as tmp:
         tmp = args.runs or tmp
         for backend in backends:

@@ -108,7 +108,7 @@ def test_bad_inputs_are_one_line_errors():
 
 def test_config_section_is_strict():
     cfg = gankit.load_config({"sampling": {"rejection": "drs"}})
-    assert cfg.sampling.rejection == "drs" and cfg.sampling.drs_percentile == 0.8
+    assert cfg.sampling.rejection == "drs" and cfg.sampling.drs_percentile is None  # exact by default
     with pytest.raises(gankit.ConfigError, match="sampling.rejection"):
         gankit.load_config({"sampling": {"rejection": "mh"}})
     with pytest.raises(gankit.ConfigError, match="sampling.drs_percentile"):
