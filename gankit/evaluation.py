@@ -121,9 +121,7 @@ def rejection_generate(exp: "Experiment", n: int, seed: int, batch_size: int = 1
     trainer = exp.trainer
 
     def draw(k: int, rng: np.random.Generator) -> np.ndarray:
-        if cfg.latent.distribution == "uniform":
-            return rng.uniform(-1.0, 1.0, (k, cfg.latent.dim)).astype(np.float32)
-        return rng.standard_normal((k, cfg.latent.dim)).astype(np.float32)
+        return latents(k, cfg.latent.dim, cfg.latent.distribution, int(rng.integers(2**31)))
 
     classes = _classes(exp)
     return rejection_sample(
