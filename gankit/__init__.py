@@ -71,6 +71,7 @@ from gankit.protocol import (
     StrictModel,
     Trainer,
     TrainSetup,
+    WeightSchedule,
 )
 from gankit.records import (
     ArchitectureRecord,

@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gankit.errors import ConfigError, PluginError
-from gankit.protocol import OptimizerSettings, StrictModel
+from gankit.protocol import OptimizerSettings, StrictModel, WeightSchedule
 
 BACKEND_ENV = "GANKIT_BACKEND"
 DEFAULT_BACKEND = "torch"
@@ -39,6 +39,20 @@ class PluginChoice(StrictModel):
     """Registered plugin name (see `gankit plugins`)."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Parameters, validated against the plugin's own pydantic model."""
+
+
+class RegularizerChoice(PluginChoice):
+    """A regularizer plugin, its parameters, and how its penalty is weighted over training."""
+
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """The penalty's weight over training.steps: constant (1), or decayed linearly or by a
+    cosine from 1 to final_weight_fraction at the last step (e.g. a strong R1 early, to
+    keep every mode, and none at the end, so the discriminator can resolve the modes' shape)."""
+    final_weight_fraction: float = Field(default=0.0, ge=0, le=1)
+    """Where linear and cosine schedules end, as a fraction of the penalty."""
+
+    def weight_schedule(self) -> WeightSchedule:
+        return WeightSchedule(self.schedule, self.final_weight_fraction)
 
 
 class LatentConfig(StrictModel):
@@ -218,8 +232,8 @@ class ExperimentConfig(StrictModel):
     """Discriminator architecture plugin."""
     loss: PluginChoice = Field(default_factory=lambda: PluginChoice(name="non_saturating"))
     """Loss plugin."""
-    regularizers: list[PluginChoice] = Field(default_factory=list)
-    """Discriminator penalties, added to its loss."""
+    regularizers: list[RegularizerChoice] = Field(default_factory=list)
+    """Discriminator penalties, added to its loss (each with an optional weight schedule)."""
     optimizers: OptimizersConfig = Field(default_factory=OptimizersConfig)
     """One optimizer per network."""
     training: TrainingConfig = Field(default_factory=TrainingConfig)

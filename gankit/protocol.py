@@ -157,6 +157,39 @@ class StepResult(BaseModel):
         return {"d_loss": self.d_loss, "g_loss": self.g_loss, **self.extras}
 
 
+ScheduleKind = Literal["constant", "linear", "cosine"]
+
+
+def schedule_factor(kind: ScheduleKind, final_fraction: float, step: int, total_steps: int) -> float:
+    """The factor a schedule applies during step ``step`` (0-based) of ``total_steps``:
+    1 throughout for ``constant`` (or without a step count); ``linear`` and ``cosine``
+    decay from 1 at step 0 to ``final_fraction`` at the last step. Learning rates and
+    penalty weights follow it; TensorFlow evaluates the same formula in its compiled step."""
+    if kind == "constant" or total_steps <= 0:
+        return 1.0
+    t = min(max(step, 0), total_steps) / total_steps
+    f = final_fraction
+    if kind == "linear":
+        return 1.0 - (1.0 - f) * t
+    return f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@dataclass(frozen=True)
+class WeightSchedule:
+    """How a regularizer's penalty is weighted over the run: ``penalty * factor``, with
+    :func:`schedule_factor` (``constant``: the penalty as its plugin computes it)."""
+
+    schedule: ScheduleKind = "constant"
+    final_fraction: float = 0.0
+
+    def at(self, step: int, total_steps: int) -> float:
+        return schedule_factor(self.schedule, self.final_fraction, step, total_steps)
+
+    @property
+    def constant(self) -> bool:
+        return self.schedule == "constant"
+
+
 @dataclass
 class OptimizerSettings:
     """Neutral optimizer settings (from :class:`gankit.config.OptimizerConfig`)."""
@@ -169,7 +202,7 @@ class OptimizerSettings:
     eps: float = 1e-8
     #: Learning-rate schedule over the run: ``constant``, ``linear`` decay or ``cosine``
     #: decay, from ``lr`` at step 0 to ``lr * final_lr_fraction`` at the last step.
-    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    schedule: ScheduleKind = "constant"
     final_lr_fraction: float = 0.0
     #: Clip the gradients' global L2 norm to this value before each update (None: off),
     #: with torch's rule: ``g *= min(1, max_norm / (norm + 1e-6))``.
@@ -181,11 +214,7 @@ class OptimizerSettings:
         inside its compiled step."""
         if self.schedule == "constant" or total_steps <= 0:
             return self.lr
-        t = min(max(step, 0), total_steps) / total_steps
-        f = self.final_lr_fraction
-        if self.schedule == "linear":
-            return self.lr * (1.0 - (1.0 - f) * t)
-        return self.lr * (f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * t)))
+        return self.lr * schedule_factor(self.schedule, self.final_lr_fraction, step, total_steps)
 
 
 Precision = Literal["float32", "bfloat16", "float16"]
@@ -229,6 +258,10 @@ class TrainSetup:
     #: trains on its ``batch_size // world_size`` share and draws the same global latents.
     world_size: int = 1
     rank: int = 0
+    #: Weight schedules of the penalties by regularizer name (absent: constant). The
+    #: discriminator's loss adds ``penalty * schedule.at(step, total_steps)``, and that
+    #: weighted value is what ``StepResult.extras`` reports.
+    regularizer_schedules: dict[str, WeightSchedule] = field(default_factory=dict)
     #: CPU threads of the framework's intra-op pool, set process-wide when the trainer is
     #: built (TensorFlow: intra- and inter-op, only before its runtime starts; a warning
     #: otherwise). ``None`` keeps the framework's default.

@@ -172,6 +172,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
         initial_weights=initial_weights(g_spec, d_spec, t.init, cfg.seed),
         total_steps=t.steps, ema_decay=t.ema_decay, ema_start=t.ema_start, precision=t.precision,
         world_size=group.world_size, rank=group.rank, threads=t.threads,
+        regularizer_schedules={r.name: r.weight_schedule() for r in cfg.regularizers if r.schedule != "constant"},
     )
     trainer = backend.build_trainer(setup)
     return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group)

@@ -139,16 +139,27 @@ class TensorFlowTrainer:
             z = generator.normal(shape, dtype=tf.float32)
         return z[self.rank * n: (self.rank + 1) * n] if share else z
 
-    def _scheduled_lr(self, settings):
-        """``OptimizerSettings.lr_at`` in float64 graph ops, at the current step."""
+    def _schedule_factor(self, kind, final_fraction):
+        """``gankit.protocol.schedule_factor`` in float64 graph ops, at the current step
+        (a non-constant schedule with ``total_steps > 0``)."""
         total = float(self.setup.total_steps)
         t = tf.minimum(tf.cast(self._step, tf.float64), total) / total
-        f = settings.final_lr_fraction
-        if settings.schedule == "linear":
-            factor = 1.0 - (1.0 - f) * t
-        else:
-            factor = f + (1.0 - f) * 0.5 * (1.0 + tf.math.cos(np.pi * t))
-        return tf.cast(settings.lr * factor, tf.float32)
+        f = final_fraction
+        if kind == "linear":
+            return 1.0 - (1.0 - f) * t
+        return f + (1.0 - f) * 0.5 * (1.0 + tf.math.cos(np.pi * t))
+
+    def _scheduled_lr(self, settings):
+        """``OptimizerSettings.lr_at`` in float64 graph ops, at the current step."""
+        return tf.cast(settings.lr * self._schedule_factor(settings.schedule, settings.final_lr_fraction), tf.float32)
+
+    def _penalty(self, name, value):
+        """A penalty times its weight schedule's factor at the current step, float32."""
+        value = tf.cast(value, tf.float32)
+        schedule = self.setup.regularizer_schedules.get(name)
+        if schedule is None or schedule.constant or self.setup.total_steps <= 0:
+            return value
+        return value * tf.cast(self._schedule_factor(schedule.schedule, schedule.final_fraction), tf.float32)
 
     def _set_learning_rates(self):
         for settings, opt in ((self.setup.g_optimizer, self.g_opt), (self.setup.d_optimizer, self.d_opt)):
@@ -212,7 +223,7 @@ class TensorFlowTrainer:
             fake_logits = self._d_logits(fake, labels=labels)
             loss = tf.cast(self.loss.discriminator(ops, real_logits, fake_logits), tf.float32)
             penalties = {
-                name: tf.cast(reg(ops, d_fn, real, fake), tf.float32)
+                name: self._penalty(name, reg(ops, d_fn, real, fake))
                 for name, reg in self.regularizers.items()
             }
             total = loss + tf.math.add_n(list(penalties.values())) if penalties else loss
@@ -501,6 +512,10 @@ def _check_setup(setup: TrainSetup) -> None:
         )
     if setup.n_critic < 1:
         raise ConfigError(f"n_critic must be at least 1, got {setup.n_critic}")
+    unknown = sorted(set(setup.regularizer_schedules) - set(setup.regularizers))
+    if unknown:
+        raise ConfigError(f"weight schedules given for regularizers the setup does not have: {', '.join(unknown)}",
+                          hint="name each schedule after one of TrainSetup.regularizers")
     if not 0 <= setup.ema_decay < 1:
         raise ConfigError(f"ema_decay must be in [0, 1), got {setup.ema_decay}")
     if setup.world_size < 1 or not 0 <= setup.rank < setup.world_size:

@@ -114,6 +114,8 @@ class TorchTrainer:
         self.step_count = 0
         self.loss = setup.loss
         self.regularizers = dict(setup.regularizers)
+        #: Weight schedules of the penalties that have one (see TrainSetup.regularizer_schedules).
+        self._penalty_schedules = {n: s for n, s in setup.regularizer_schedules.items() if not s.constant}
         self.world_size, self.rank = int(setup.world_size), int(setup.rank)
         self.has_ema = setup.ema_decay > 0
         self._autocast_dtype = _PRECISION.get(setup.precision)
@@ -189,6 +191,10 @@ class TorchTrainer:
                 hint="end it with a dense layer of 1 unit")
         if s.n_critic < 1:
             raise ConfigError(f"n_critic must be at least 1, got {s.n_critic}")
+        unknown = sorted(set(s.regularizer_schedules) - set(s.regularizers))
+        if unknown:
+            raise ConfigError(f"weight schedules given for regularizers the setup does not have: {', '.join(unknown)}",
+                              hint="name each schedule after one of TrainSetup.regularizers")
         try:
             #: Classes of the class-conditional nets' label input (None: unconditional).
             self.num_classes = conditional_classes(g, d)
@@ -330,6 +336,9 @@ class TorchTrainer:
             penalties = {}
             for name, reg in self.regularizers.items():
                 p = reg(self.ops, d_fn, real, fake.float())
+                schedule = self._penalty_schedules.get(name)
+                if schedule is not None:
+                    p = p * schedule.at(self.step_count, self.setup.total_steps)
                 penalties[name] = _scalar(p, f"regularizer {name!r}", self.torch_device)
                 total = total + p
         self.optimizers["discriminator"].zero_grad(set_to_none=True)

@@ -35,9 +35,16 @@ def main(argv=None) -> None:
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--gdepth", type=int, default=3, help="generator hidden layers")
     p.add_argument("--gamma", type=float, default=0.03, help="R1 weight")
+    p.add_argument("--gamma-end", type=float, default=None, help="R1 weight at the last step, interpolated linearly from --gamma (default: constant)")
+    p.add_argument("--d-width", type=int, default=None, help="discriminator width (default --width)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--ema-start", type=float, default=0.5, help="fraction of the steps before the EMA averages")
+    p.add_argument("--latent", type=int, default=2, help="latent dimension")
+    p.add_argument("--refine-steps", type=int, default=0, help="discriminator-only steps after training, G fixed (DRS paper)")
+    p.add_argument("--refine-lr", type=float, default=1e-4)
+    p.add_argument("--refine-gamma", type=float, default=None, help="R1 weight while refining (default --gamma)")
+    p.add_argument("--spread", action="store_true", help="print the share of samples by distance to the nearest mode, in sigmas")
     p.add_argument("--top-k", type=float, default=1.0, help="top-k generator updates (Sinha et al. 2020): final share kept")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -52,14 +59,33 @@ def main(argv=None) -> None:
     def data(n):
         return torch.tensor(modes[rng.integers(0, len(modes), n)] + std * rng.standard_normal((n, 2)), dtype=torch.float32)
 
-    def mlp(i, o, depth, act):
+    def mlp(i, o, depth, act, width=None):
         layers, d = [], i
         for _ in range(depth):
-            layers += [nn.Linear(d, a.width), act()]
-            d = a.width
+            layers += [nn.Linear(d, width or a.width), act()]
+            d = width or a.width
         return nn.Sequential(*layers, nn.Linear(d, o))
 
-    G, D = mlp(2, 2, a.gdepth, nn.ReLU), mlp(2, 1, 3, lambda: nn.LeakyReLU(0.2))
+    def score(x):
+        d = np.linalg.norm(x[:, None] - modes[None], axis=2)
+        good = d.min(1) < 3 * std
+        near = np.histogram(d.min(1) / std, [0, 1, 2, 3, 4, 6, 10, np.inf])[0] / len(x)
+        spread = " ".join(f"{100 * f:.1f}" for f in near) if a.spread else ""
+        return f"{len(set(d.argmin(1)[good]))} modes, {100 * good.mean():.1f}%" + (f" [by sigma 0-1-2-3-4-6-10-: {spread}]" if spread else "")
+
+    def run(net):
+        return lambda z, y=None: net(torch.as_tensor(z, dtype=torch.float32)).numpy()
+
+    def drs_line(G, D, qs=(None,)):
+        line = ""
+        with torch.no_grad():
+            for q in qs:
+                r = rejection_sample(run(G), lambda x, y=None: D(torch.as_tensor(x)).squeeze(1).numpy(),
+                                     lambda n, g: g.standard_normal((n, a.latent)).astype(np.float32), 2500, percentile=q, seed=7)
+                line += f" {q or 'exact'}: {score(r.samples)} (accepts {100 * r.acceptance:.0f}%);"
+        return line
+
+    G, D = mlp(a.latent, 2, a.gdepth, nn.ReLU), mlp(2, 1, 3, lambda: nn.LeakyReLU(0.2), a.d_width)
     E = copy.deepcopy(G).requires_grad_(False)
     og = torch.optim.Adam(G.parameters(), a.lr, betas=(0.5, 0.999))
     od = torch.optim.Adam(D.parameters(), a.lr, betas=(0.5, 0.999))
@@ -72,14 +98,15 @@ def main(argv=None) -> None:
                 group["lr"] = a.lr * (1 - s / a.steps)
         real = data(a.batch).requires_grad_(True)
         with torch.no_grad():
-            fake = G(torch.randn(a.batch, 2))
+            fake = G(torch.randn(a.batch, a.latent))
         dr, df = D(real), D(fake)
         grad, = torch.autograd.grad(dr.sum(), real, create_graph=True)
-        ld = sp(-dr).mean() + sp(df).mean() + a.gamma / 2 * grad.square().sum(1).mean()
+        g_t = a.gamma if a.gamma_end is None else a.gamma + (a.gamma_end - a.gamma) * s / a.steps
+        ld = sp(-dr).mean() + sp(df).mean() + g_t / 2 * grad.square().sum(1).mean()
         od.zero_grad(set_to_none=True)
         ld.backward()
         od.step()
-        fl = D(G(torch.randn(a.batch, 2))).squeeze(1)
+        fl = D(G(torch.randn(a.batch, a.latent))).squeeze(1)
         if a.top_k < 1:
             k = max(int(a.top_k * a.batch), int(k * 0.99)) if s else a.batch
             fl = torch.topk(fl, k).values
@@ -89,23 +116,31 @@ def main(argv=None) -> None:
         with torch.no_grad():
             for pe, pg in zip(E.parameters(), G.parameters()):
                 pe.copy_(pg) if s < a.ema_start * a.steps else pe.lerp_(pg, 1 - a.ema)
+    gamma = a.gamma if a.refine_gamma is None else a.refine_gamma
+    for group in od.param_groups:
+        group["lr"] = a.refine_lr
+    if a.refine_steps:
+        print(f"  before refining: {drs_line(G, D)}", flush=True)
+    for s in range(a.refine_steps):
+        real = data(a.batch).requires_grad_(True)
+        with torch.no_grad():
+            fake = G(torch.randn(a.batch, a.latent))
+        dr, df = D(real), D(fake)
+        ld = sp(-dr).mean() + sp(df).mean()
+        if gamma:
+            grad, = torch.autograd.grad(dr.sum(), real, create_graph=True)
+            ld = ld + gamma / 2 * grad.square().sum(1).mean()
+        od.zero_grad(set_to_none=True)
+        ld.backward()
+        od.step()
+        if s + 1 in (a.refine_steps // 4, a.refine_steps // 2, a.refine_steps) and s + 1 < a.refine_steps:
+            print(f"  refined {s + 1} steps: {drs_line(G, D)}", flush=True)
     cpu = time.process_time() - start
 
-    def score(x):
-        d = np.linalg.norm(x[:, None] - modes[None], axis=2)
-        good = d.min(1) < 3 * std
-        return f"{len(set(d.argmin(1)[good]))} modes, {100 * good.mean():.1f}%"
-
-    def run(net):
-        return lambda z, y=None: net(torch.as_tensor(z, dtype=torch.float32)).numpy()
-
     with torch.no_grad():
-        z = torch.randn(2500, 2, generator=torch.Generator().manual_seed(123))
+        z = torch.randn(2500, a.latent, generator=torch.Generator().manual_seed(123))
         line = f"seed {a.seed}: EMA {score(E(z).numpy())}; generator {score(G(z).numpy())}; with DRS at"
-        for q in (None, 0.5, 0.8, 0.9, 0.95):
-            r = rejection_sample(run(G), lambda x, y=None: D(torch.as_tensor(x)).squeeze(1).numpy(),
-                                 lambda n, g: g.standard_normal((n, 2)).astype(np.float32), 2500, percentile=q, seed=7)
-            line += f" {q or 'exact'}: {score(r.samples)} (accepts {100 * r.acceptance:.0f}%);"
+    line += drs_line(G, D, (None, 0.5, 0.8, 0.9, 0.95))
     print(f"{line} {cpu:.0f} s CPU ({vars(a)})", flush=True)
 
 
