@@ -372,7 +372,8 @@ def resolve(cfg: ExperimentConfig, registry=None, source: str = "config") -> Exp
                 _format_validation_error(err, source, prefix=f"{where}.params"),
                 hint=f"see `gankit plugins --kind {kind}` for {choice.name!r}'s parameters",
             ) from None
-        return PluginChoice(name=choice.name, params=params.model_dump(mode="json"))
+        # model_copy keeps a choice's own keys (a regularizer's weight schedule)
+        return choice.model_copy(update={"params": params.model_dump(mode="json")})
 
     try:
         reg.get("backend", cfg.backend)

@@ -67,7 +67,10 @@ def config_reference(registry=None) -> str:
         "(`data`, `generator`, `discriminator`, `loss`, each of `regularizers`) is",
         "`{name, params}`: the name must be registered (`gankit plugins`), the params are",
         "validated against that plugin's own model, listed below. Override any key with",
-        "`--set a.b=value`; `GANKIT_BACKEND` overrides `backend`.",
+        "`--set a.b=value`; `GANKIT_BACKEND` overrides `backend`. A regularizer's entry may",
+        "also weight its penalty over training: `schedule` (`constant`, `linear` or `cosine`,",
+        "the learning-rate schedules' shapes) and `final_weight_fraction`, e.g.",
+        "`{ name = \"r1\", params = { gamma = 0.1 }, schedule = \"linear\" }`.",
         "",
     ]
     queue: list[tuple[str, type[BaseModel]]] = [("", ExperimentConfig)]

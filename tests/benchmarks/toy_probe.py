@@ -1,16 +1,21 @@
 """A hand-written PyTorch loop for the PacGAN toys, for trying settings quickly.
 
-    .venv/bin/python tests/benchmarks/toy_probe.py --seed 0                      # grid25_hq's old settings
-    .venv/bin/python tests/benchmarks/toy_probe.py --seed 0 --batch 128 --steps 7000
-    .venv/bin/python tests/benchmarks/toy_probe.py --toy ring8 --width 128 --gamma 0.01 --steps 6000
+    .venv/bin/python tests/benchmarks/toy_probe.py --seed 0 --ema 0 --spread     # the first grid25_hq (R1 0.03, width 256)
+    .venv/bin/python tests/benchmarks/toy_probe.py --seed 1 --ema 0 --width 128 --steps 15000 --gamma 0.1 --gamma-end 0
+    .venv/bin/python tests/benchmarks/toy_probe.py --toy ring8 --width 128 --gamma 0.01 --steps 9000
 
 The same algorithm as gankit's step for these presets (MLPs, non-saturating loss, R1 on
-real samples, Adam with linear decay to 0, an EMA of the generator from ``--ema-start``),
-without gankit, so a setting can be explored in one file. It prints the PacGAN mode
-metrics (modes captured, % high quality on 2,500 samples) of the EMA generator and of
-the generator itself, and of the generator through discriminator rejection sampling
-(gankit.rejection) at several percentiles. Settings that pay off belong in the presets,
-measured there by quality_toys.py; docs/benchmarks.md records what this probe found.
+real samples with an optional linear fade, ``--gamma`` to ``--gamma-end``; Adam with
+linear decay to 0; an EMA of the generator from ``--ema-start``), without gankit, so a
+setting can be explored in one file. It prints the PacGAN mode metrics (modes captured,
+% high quality on 2,500 samples) of the EMA generator and of the generator itself, and
+of the generator through discriminator rejection sampling (gankit.rejection) at several
+percentiles; ``--spread`` adds the share of samples by distance to their nearest mode
+(in sigmas: 0-1, 1-2, ..., beyond 10), which tells modes that are too wide (3-6 sigma)
+from bridges between modes (beyond 10). ``--refine-steps`` trains the discriminator
+alone after training (the DRS paper's step) and scores DRS as it goes. Settings that
+pay off belong in the presets, measured there by quality_toys.py; docs/benchmarks.md
+records what this probe found.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ def main(argv=None) -> None:
     p.add_argument("--gamma", type=float, default=0.03, help="R1 weight")
     p.add_argument("--gamma-end", type=float, default=None, help="R1 weight at the last step, interpolated linearly from --gamma (default: constant)")
     p.add_argument("--d-width", type=int, default=None, help="discriminator width (default --width)")
+    p.add_argument("--d-final-lr", type=float, default=0.0, help="the discriminator's learning rate at the end, as a fraction of --lr")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--ema-start", type=float, default=0.5, help="fraction of the steps before the EMA averages")
@@ -93,9 +99,9 @@ def main(argv=None) -> None:
     k = a.batch
     start = time.process_time()
     for s in range(a.steps):
-        for o in (og, od):
+        for o, f in ((og, 0.0), (od, a.d_final_lr)):
             for group in o.param_groups:
-                group["lr"] = a.lr * (1 - s / a.steps)
+                group["lr"] = a.lr * (1 - (1 - f) * s / a.steps)
         real = data(a.batch).requires_grad_(True)
         with torch.no_grad():
             fake = G(torch.randn(a.batch, a.latent))

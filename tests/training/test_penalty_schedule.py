@@ -108,13 +108,18 @@ def test_a_schedule_for_a_missing_regularizer_is_refused(backend_name):
 
 
 def test_config_carries_the_schedule_to_the_trainer(tmp_path):
-    cfg = gankit.load_config(overrides=["training.steps=10", "training.batch_size=16"], environ={})
-    cfg = cfg.model_copy(update={"regularizers": [gankit.config.RegularizerChoice(
-        name="r1", params={"gamma": 0.1}, schedule="linear", final_weight_fraction=0.25)]})
+    path = tmp_path / "r1.toml"
+    path.write_text('[training]\nsteps = 10\nbatch_size = 16\n\n'
+                    '[[regularizers]]\nname = "r1"\nparams = { gamma = 0.1 }\n'
+                    'schedule = "linear"\nfinal_weight_fraction = 0.25\n')
+    cfg = gankit.load_config(path, environ={})
+    assert cfg.regularizers[0].schedule == "linear" and cfg.regularizers[0].params["gamma"] == 0.1
     from gankit.training import build
 
     exp = build(cfg)
     assert exp.trainer.setup.regularizer_schedules == {"r1": WeightSchedule("linear", 0.25)}
+    first = exp.trainer.train_step(np.zeros((16, 2), np.float32) + 1).extras["penalty_r1"]
+    assert first >= 0.0
 
 
 def test_config_rejects_a_bad_schedule(tmp_path):
