@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -47,6 +48,13 @@ def draw(kind: str, shape, generator: torch.Generator, device: torch.device, dty
     return out if out.device == device else out.to(device)
 
 
+def _same_samples(x, samples: torch.Tensor) -> bool:
+    """``x`` is ``samples`` or a detached alias of the very same memory."""
+    return (isinstance(x, torch.Tensor) and x.device == samples.device and x.dtype == samples.dtype
+            and x.shape == samples.shape and x.stride() == samples.stride()
+            and x.data_ptr() == samples.data_ptr() and x.storage_offset() == samples.storage_offset())
+
+
 class TorchOps(Ops):
     """Ops on torch tensors on one device, with a seeded ``torch.Generator``.
 
@@ -65,6 +73,22 @@ class TorchOps(Ops):
 
     def __repr__(self) -> str:
         return f"TorchOps(device={str(self.device)!r}, dtype={str(self.dtype).removeprefix('torch.')!r})"
+
+    _shared_forward: tuple | None = None
+
+    @contextmanager
+    def reuse_forward(self, fn: Callable, samples: torch.Tensor, leaf: torch.Tensor, out: torch.Tensor):
+        """Within the block, ``input_grad(fn, x)`` for ``x`` holding the same memory as
+        ``samples`` differentiates ``out`` (``fn(leaf)``, where ``leaf`` is ``samples``
+        as a leaf requiring grad) instead of evaluating ``fn`` again: the R1 penalty
+        then costs no second discriminator forward on the real batch. Only for a
+        deterministic ``fn`` without state (a second forward would give the same
+        values and change nothing)."""
+        saved, self._shared_forward = self._shared_forward, (fn, samples, leaf, out)
+        try:
+            yield
+        finally:
+            self._shared_forward = saved
 
     # -- conversion -------------------------------------------------------------
     def asarray(self, x, dtype=None):
@@ -173,7 +197,15 @@ class TorchOps(Ops):
     # -- differentiation --------------------------------------------------------
     def input_grad(self, fn: Callable, x):
         """d sum(fn(x)) / dx with ``create_graph=True``, so a penalty on it trains
-        the parameters inside ``fn`` (double backward)."""
+        the parameters inside ``fn`` (double backward).
+
+        When a trainer has already evaluated ``fn`` at these very samples (see
+        :meth:`reuse_forward`), the gradient comes from that forward pass."""
+        shared = self._shared_forward
+        if shared is not None and fn is shared[0] and _same_samples(x, shared[1]):
+            leaf, out = shared[2], shared[3]
+            (grad,) = torch.autograd.grad(out.sum(), leaf, create_graph=True, allow_unused=True)
+            return torch.zeros_like(x) if grad is None else grad
         with torch.enable_grad():
             if not x.requires_grad:
                 x = x.detach().requires_grad_(True)

@@ -15,15 +15,21 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], settings: OptimizerSet
     decay), ``rmsprop`` (torch's alpha = 0.99), ``sgd`` (with momentum)."""
     s = settings
     params = list(params)
+    # The multi-tensor (foreach) kernels update all of a net's parameters in a few calls.
+    # torch picks them by itself on CUDA only; on the CPU its default loops over the
+    # parameters op by op, which cost the 2D toys' small MLPs ~20% of their step time.
+    foreach = True if params and all(p.device.type in ("cpu", "cuda") for p in params) else None
     if s.name == "adam":
-        return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
+        return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay,
+                                foreach=foreach)
     if s.name == "adamw":
-        return torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay)
+        return torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay,
+                                 foreach=foreach)
     if s.name == "rmsprop":
         return torch.optim.RMSprop(params, lr=s.lr, alpha=0.99, eps=s.eps,
-                                   weight_decay=s.weight_decay, momentum=s.momentum)
+                                   weight_decay=s.weight_decay, momentum=s.momentum, foreach=foreach)
     if s.name == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, foreach=foreach)
     raise ConfigError(f"unknown optimizer {s.name!r}", hint="use adam, adamw, rmsprop or sgd")
 
 

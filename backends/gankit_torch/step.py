@@ -172,6 +172,18 @@ class TorchTrainer:
             plain = [_Compiled(net, role, options) for net, role in zip(plain, ROLES)] if self.parallel else trained
         self._g, self._d = trained
         self._g_plain, self._d_plain = plain
+        d_net = self.nets["discriminator"]
+        #: Whether the discriminator update's real-batch forward also serves penalties
+        #: evaluated at the real samples (ops.reuse_forward): only where that forward is
+        #: the plain eager module (not compiled, no DDP wrapper) and a second forward
+        #: would be identical and leave no trace (no buffers such as batch-norm
+        #: statistics or spectral-norm vectors, no dropout).
+        self._share_real_forward = bool(
+            any(getattr(getattr(r, "meta", None), "evaluated_at", None) == "real"
+                for r in self.regularizers.values())
+            and not setup.compile and not self.parallel
+            and not any(True for _ in d_net.buffers())
+            and not any(isinstance(m, torch.nn.Dropout) for m in d_net.modules()))
 
     # -- setup checks -------------------------------------------------------------
     def _check_setup(self) -> None:
@@ -326,21 +338,31 @@ class TorchTrainer:
         z = self._latent(real.shape[0])
         d_fn = self._discriminator_fn if labels is None else \
             (lambda x: self.nets["discriminator"](x, labels).reshape(x.shape[0]))
+        shared = contextlib.nullcontext()
         with self._autocast():
             with torch.no_grad():  # no graph through G: this update trains D only
                 fake = self._g_plain(z, labels)
-            real_logits = self._logits(self._d, real, labels).float()
+            if self._share_real_forward:
+                # One forward on the real batch serves the loss and a penalty's input
+                # gradient there (R1), as a hand-written loop would do it.
+                leaf = real.detach().requires_grad_(True)
+                raw = self._logits(self._d, leaf, labels)
+                shared = self.ops.reuse_forward(d_fn, real, leaf, raw)
+                real_logits = raw.float()
+            else:
+                real_logits = self._logits(self._d, real, labels).float()
             fake_logits = self._logits(self._d, fake, labels).float()
             d_loss = self.loss.discriminator(self.ops, real_logits, fake_logits)
             total = d_loss
             penalties = {}
-            for name, reg in self.regularizers.items():
-                p = reg(self.ops, d_fn, real, fake.float())
-                schedule = self._penalty_schedules.get(name)
-                if schedule is not None:
-                    p = p * schedule.at(self.step_count, self.setup.total_steps)
-                penalties[name] = _scalar(p, f"regularizer {name!r}", self.torch_device)
-                total = total + p
+            with shared:
+                for name, reg in self.regularizers.items():
+                    p = reg(self.ops, d_fn, real, fake.float())
+                    schedule = self._penalty_schedules.get(name)
+                    if schedule is not None:
+                        p = p * schedule.at(self.step_count, self.setup.total_steps)
+                    penalties[name] = _scalar(p, f"regularizer {name!r}", self.torch_device)
+                    total = total + p
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         self._backward_and_step("discriminator", total)
         return _DUpdate(

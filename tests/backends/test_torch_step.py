@@ -1,5 +1,6 @@
 """TorchTrainer: which parameters each update changes, seeding, n_critic, penalties, weights."""
 
+import dataclasses
 import os
 import re
 import warnings
@@ -12,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 import gankit  # noqa: E402
 from gankit import (  # noqa: E402
-    Activation, BatchNorm, CheckpointError, DataError, Dense, Loss, LossMeta, NetSpec,
+    Activation, BatchNorm, CheckpointError, DataError, Dense, Dropout, Loss, LossMeta, NetSpec,
     OptimizerSettings, Regularizer, RegularizerMeta, StepResult, TrainSetup,
 )
 from gankit_torch.backend import TorchBackend  # noqa: E402
@@ -196,6 +197,66 @@ def test_gradient_penalty_trains_the_discriminator():
     penalties = [t.train_step(REAL[:1]).extras["penalty_r1"] for _ in range(20)]
     assert _changed(before, _params(t), "discriminator")
     assert penalties[-1] < penalties[0]
+
+
+def _d_forwards(trainer, steps=1):
+    calls = []
+    handle = trainer.nets["discriminator"].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        results = [trainer.train_step(REAL[i:i + 1]) for i in range(steps)]
+    finally:
+        handle.remove()
+    return len(calls), results
+
+
+def test_r1_shares_the_real_forward_and_gives_the_same_update():
+    # The D update's forward on the real batch also serves R1's input gradient: three
+    # D forwards per step (real, fake, and the G update's fake) instead of four, and
+    # the same losses, penalty and weights up to float rounding.
+    shared, plain = make(), make()
+    assert shared._share_real_forward
+    plain._share_real_forward = False
+    n_shared, r_shared = _d_forwards(shared, 3)
+    n_plain, r_plain = _d_forwards(plain, 3)
+    assert (n_shared, n_plain) == (9, 12)
+    for a, b in zip(r_shared, r_plain):
+        assert a.d_loss == pytest.approx(b.d_loss, rel=1e-5) and a.g_loss == pytest.approx(b.g_loss, rel=1e-5)
+        assert a.extras["penalty_r1"] == pytest.approx(b.extras["penalty_r1"], rel=1e-4)
+    # Not G's first bias: batch norm right after it makes its true gradient zero, and
+    # Adam turns the rounding noise left there into steps of size lr (the running mean
+    # follows it); every weight that matters agrees.
+    noise = {"generator.0.bias", "generator.1.running_mean"}
+    for k, v in plain.state_dict().items():
+        if k not in noise:
+            np.testing.assert_allclose(shared.state_dict()[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+class PerturbedR1(R1):
+    meta = RegularizerMeta(evaluated_at="real", formula="", paper="")
+
+    def __call__(self, ops, discriminator, real, fake):
+        return 5.0 * ops.mean(ops.batch_sum_squares(ops.input_grad(discriminator, real + 0.1)))
+
+
+def test_penalty_at_other_samples_gets_its_own_forward():
+    # Samples that only look like the real batch (a new tensor) are evaluated afresh.
+    t = make(regularizers={"r1": PerturbedR1()})
+    assert t._share_real_forward
+    assert _d_forwards(t)[0] == 4
+
+
+@pytest.mark.parametrize("layer", [BatchNorm(), Dropout(rate=0.5)])
+def test_no_sharing_where_a_second_forward_differs(layer):
+    # Batch-norm statistics (buffers) and dropout masks make each forward its own.
+    d = NetSpec(name="d", input_shape=(2,), layers=[Dense(units=16), layer, Activation(fn="leaky_relu"),
+                                                     Dense(units=1)])
+    t = TorchBackend().build_trainer(dataclasses.replace(make().setup, discriminator=d, initial_weights=None))
+    assert not t._share_real_forward
+    assert _d_forwards(t)[0] == 4
+
+
+def test_no_sharing_without_a_penalty_at_real_samples():
+    assert not make(regularizers={})._share_real_forward
 
 
 def test_sample_generate_discriminate_are_eval_mode_numpy():
