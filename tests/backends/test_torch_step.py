@@ -84,6 +84,17 @@ def test_builds_a_protocol_trainer():
     assert TorchBackend().ops().name == "torch"
 
 
+def test_optimizers_use_the_fused_and_multi_tensor_kernels_on_the_cpu():
+    from gankit_torch.optim import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    for name, key in [("adam", "fused"), ("adamw", "fused"), ("rmsprop", "foreach"), ("sgd", "foreach")]:
+        assert build_optimizer(params, OptimizerSettings(name, 1e-3)).defaults[key] is True, name
+    # the trainer's own (test_optimizer_state_round_trip_resumes_identically resumes them)
+    t = make(opt="adam")
+    assert t.optimizers["generator"].defaults["fused"]
+
+
 def test_initial_weights_are_loaded():
     w = gankit.initial_weights(G_SPEC, D_SPEC, "normal", 7)
     t = make()

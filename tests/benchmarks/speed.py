@@ -137,8 +137,8 @@ def run_torch(arch: str, steps: int, warmup: int, compiled: bool, device: str, o
         g, d = (build_net(spec).to(dev) for spec in gankit_specs(arch))
     else:
         g, d = (m.to(dev) for m in torch_models(arch))
-    opt_g = torch.optim.Adam(g.parameters(), lr=LR, betas=(0.9, 0.999), foreach=True)  # as gankit builds it
-    opt_d = torch.optim.Adam(d.parameters(), lr=LR, betas=(0.9, 0.999), foreach=True)  # as gankit builds it
+    opt_g = torch.optim.Adam(g.parameters(), lr=LR, betas=(0.9, 0.999), fused=True)  # as gankit builds it
+    opt_d = torch.optim.Adam(d.parameters(), lr=LR, betas=(0.9, 0.999), fused=True)  # as gankit builds it
     gc, dc = (torch.compile(g), torch.compile(d)) if compiled else (g, d)
     data = torch.from_numpy(mnist()).to(dev)
     n = len(data) // BATCH * BATCH

@@ -93,8 +93,8 @@ def main(argv=None) -> None:
 
     G, D = mlp(a.latent, 2, a.gdepth, nn.ReLU), mlp(2, 1, 3, lambda: nn.LeakyReLU(0.2), a.d_width)
     E = copy.deepcopy(G).requires_grad_(False)
-    og = torch.optim.Adam(G.parameters(), a.lr, betas=(0.5, 0.999), foreach=True)
-    od = torch.optim.Adam(D.parameters(), a.lr, betas=(0.5, 0.999), foreach=True)
+    og = torch.optim.Adam(G.parameters(), a.lr, betas=(0.5, 0.999), fused=True)
+    od = torch.optim.Adam(D.parameters(), a.lr, betas=(0.5, 0.999), fused=True)
     sp = nn.functional.softplus
     k = a.batch
     start = time.process_time()
