@@ -18,8 +18,8 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], settings: OptimizerSet
     # Adam and AdamW update all of a net's parameters in one fused kernel on the CPU and
     # CUDA; RMSprop and SGD in a few multi-tensor (foreach) calls. torch picks foreach by
     # itself on CUDA only: on the CPU its default loops over the parameters op by op,
-    # which cost the 2D toys' small MLPs a quarter of their step (a grid25_hq step: 6.9
-    # ms with the loop or foreach, 5.1 fused, one thread).
+    # which cost the 2D toys' small MLPs a quarter of their step (a grid25_hq step, one
+    # thread: 6.0-9.2 ms with the loop or foreach, 5.1-5.9 fused; docs/benchmarks.md).
     native = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
     foreach = True if native else None
     fused = True if native else None
