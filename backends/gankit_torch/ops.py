@@ -52,7 +52,7 @@ def _same_samples(x, samples: torch.Tensor) -> bool:
     """``x`` is ``samples`` or a detached alias of the very same memory."""
     return (isinstance(x, torch.Tensor) and x.device == samples.device and x.dtype == samples.dtype
             and x.shape == samples.shape and x.stride() == samples.stride()
-            and x.data_ptr() == samples.data_ptr() and x.storage_offset() == samples.storage_offset())
+            and x.data_ptr() == samples.data_ptr())
 
 
 class TorchOps(Ops):
