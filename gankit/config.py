@@ -198,6 +198,26 @@ class SamplingConfig(StrictModel):
     highest (see docs/evaluation.md)."""
 
 
+class AugmentConfig(StrictModel):
+    """Differentiable augmentation (DiffAugment, Zhao et al. 2020) of every batch the
+    discriminator sees in training, real and generated alike (images only; see
+    docs/training.md)."""
+
+    policy: list[Literal["color", "translation", "cutout"]] = Field(default_factory=list)
+    """The transforms, e.g. ["color", "translation", "cutout"] (the paper's choice for
+    small data); empty: no augmentation. They apply in the order color, translation, cutout."""
+    translation_ratio: float = Field(default=0.125, gt=0, le=0.5)
+    """Largest shift, as a fraction of the image side (0.125: 4 pixels at 28x28)."""
+    cutout_ratio: float = Field(default=0.5, gt=0, le=1)
+    """Side of the zeroed square, as a fraction of the image side."""
+
+    def build(self):
+        """The :class:`gankit.augment.DiffAugment` of this policy, or None when empty."""
+        from gankit.augment import DiffAugment
+
+        return DiffAugment(self.policy, self.translation_ratio, self.cutout_ratio) if self.policy else None
+
+
 class OutputConfig(StrictModel):
     """Where results go."""
 
@@ -242,6 +262,8 @@ class ExperimentConfig(StrictModel):
     """Sample-quality metrics."""
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     """How evaluation and `gankit sample` draw samples (plain, or discriminator rejection sampling)."""
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    """Differentiable augmentation of the discriminator's inputs (off by default)."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     """Where results go."""
 

@@ -80,6 +80,16 @@ class Ops:
     def where(self, cond: Array, x: Array, y: Array) -> Array:
         raise NotImplementedError
 
+    def floor(self, x: Array) -> Array:
+        """The largest integer not above ``x``, elementwise, in ``x``'s float dtype (no
+        gradient: used on random draws, e.g. DiffAugment's integer shifts)."""
+        raise NotImplementedError
+
+    def matmul(self, a: Array, b: Array) -> Array:
+        """Matrix product over the last two axes, the leading axes broadcast (numpy's
+        ``matmul``); differentiable in both arguments."""
+        raise NotImplementedError
+
     def stop_gradient(self, x: Array) -> Array:
         """The same values, with no gradient flowing back through them."""
         raise NotImplementedError
@@ -200,6 +210,12 @@ class NumpyOps(Ops):
 
     def where(self, cond, x, y):
         return np.where(cond, x, y)
+
+    def floor(self, x):
+        return np.floor(x)
+
+    def matmul(self, a, b):
+        return np.matmul(a, b)
 
     def stop_gradient(self, x):
         return x

@@ -266,6 +266,11 @@ class TrainSetup:
     #: built (TensorFlow: intra- and inter-op, only before its runtime starts; a warning
     #: otherwise). ``None`` keeps the framework's default.
     threads: int | None = None
+    #: Differentiable augmentation (e.g. :class:`gankit.augment.DiffAugment`): a callable
+    #: ``(ops, samples) -> samples`` the trainer applies, with fresh draws from its seeded
+    #: stream, to every real and every generated batch before the discriminator judges it
+    #: in a training update (penalties see the augmented batches too). ``None``: off.
+    augment: Any = None
 
 
 @runtime_checkable

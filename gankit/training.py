@@ -134,6 +134,17 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset, g_spec: NetSpec, d_spec:
                       "the EMA generator will only copy the generator", RuntimeWarning, stacklevel=3)
 
 
+def _augment(cfg: ExperimentConfig, sample_shape: tuple[int, ...]):
+    """The configured DiffAugment (None when off); images only, refused in one line otherwise."""
+    augment = cfg.augment.build()
+    if augment is not None:
+        try:
+            augment.check_shape(sample_shape)
+        except ValueError as exc:
+            raise ConfigError(f"augment.policy: {exc}", hint="set augment.policy = [] for non-image data") from None
+    return augment
+
+
 def _group(backend: Backend, cfg: ExperimentConfig) -> ProcessGroup:
     join = getattr(backend, "distributed", None)
     if join is None:
@@ -173,6 +184,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
         total_steps=t.steps, ema_decay=t.ema_decay, ema_start=t.ema_start, precision=t.precision,
         world_size=group.world_size, rank=group.rank, threads=t.threads,
         regularizer_schedules={r.name: r.weight_schedule() for r in cfg.regularizers if r.schedule != "constant"},
+        augment=_augment(cfg, sample_shape),
     )
     trainer = backend.build_trainer(setup)
     return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group)

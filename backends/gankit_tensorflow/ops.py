@@ -96,6 +96,13 @@ class TensorFlowOps(Ops):
         y = self._like(y, x)
         return tf.where(tf.cast(cond, tf.bool), x, y)
 
+    def floor(self, x):
+        return tf.math.floor(tf.stop_gradient(x))
+
+    def matmul(self, a, b):
+        a = self._like(a, b)
+        return tf.linalg.matmul(a, self._like(b, a))  # batch axes broadcast
+
     def stop_gradient(self, x):
         return tf.stop_gradient(x)
 

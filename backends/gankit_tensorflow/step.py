@@ -80,6 +80,8 @@ class TensorFlowTrainer:
             raise ConfigError(f"generator and discriminator: {exc}") from None
         self.loss = setup.loss
         self.regularizers = dict(setup.regularizers)
+        #: DiffAugment (or another ``(ops, x) -> x``) before every D call in training, or None.
+        self.augment = setup.augment
         self.needs_real = bool(getattr(self.loss.meta, "generator_needs_real", False))
         self._has_batch_norm = any(
             layer.kind == "batch_norm" for spec in (setup.generator, setup.discriminator) for _, layer, _ in spec.walk()
@@ -217,6 +219,8 @@ class TensorFlowTrainer:
         fake = tf.stop_gradient(self.G(self._latent(tf.shape(real)[0], self._noise), training=True, labels=labels,
                                        compute_dtype=self.compute_dtype))
         d_fn = lambda x: self._d_logits(x, labels=labels, compute_dtype=self._penalty_dtype)  # noqa: E731
+        if self.augment is not None:  # DiffAugment: D only ever sees augmented batches (in float32)
+            real, fake = self.augment(ops, real), self.augment(ops, tf.cast(fake, tf.float32))
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.D.parameters)
             real_logits = self._d_logits(real, labels=labels)
@@ -236,6 +240,9 @@ class TensorFlowTrainer:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.G.parameters)
             fake = self.G(self._latent(n, self._noise), training=True, labels=labels, compute_dtype=self.compute_dtype)
+            if self.augment is not None:  # differentiable: G's gradients flow through it
+                fake = self.augment(self.ops, tf.cast(fake, tf.float32))
+                real = self.augment(self.ops, real) if self.needs_real else real
             fake_logits = self._d_logits(fake, labels=labels)
             real_logits = self._d_logits(real, labels=labels) if self.needs_real else None
             loss = tf.cast(self.loss.generator(self.ops, fake_logits, real_logits), tf.float32)

