@@ -17,6 +17,7 @@ from gankit.errors import (
     GankitError,
     PluginError,
     TrainingError,
+    TrainingInterrupted,
 )
 from gankit.hookspecs import hookimpl
 from gankit.init import initial_weights

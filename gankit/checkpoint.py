@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +81,32 @@ class Manifest(StrictModel):
     """Optimizer and random state for resuming (absent: weights only)."""
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+#: Temporary files of an atomic write are named ``.<final name>.<random>.tmp``.
+TEMP_SUFFIX = ".tmp"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that a kill at any moment leaves either the old file
+    or the new one: a temporary file beside it, flushed to disk, then renamed over it.
+    The file gets the mode of every other file of a run (0666 less the umask: 0644 by
+    default); a temporary file left by a kill is removed by :func:`clean_partial`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+_atomic_write = atomic_write
 
 
 def _base(base: str | os.PathLike) -> Path:
@@ -139,6 +154,9 @@ def save(
     weights_path, manifest_path = paths(base)
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(weights.items())}
     blob = st_save(arrays, metadata={"format": FORMAT})
+    # Replacing a checkpoint (a finished run trained further): its old manifest goes first,
+    # so a kill between the renames below never pairs it with the new files.
+    manifest_path.unlink(missing_ok=True)
     state = None
     if optimizer_state is not None and rng_state is not None:
         # np.array, not np.ascontiguousarray: that turns 0-d arrays (step counts) into 1-d.
@@ -182,6 +200,26 @@ def prune(run_dir: str | os.PathLike, keep: int) -> list[Path]:
         for p in (paths(manifest)[0], state_path(manifest)):
             p.unlink(missing_ok=True)
     return old
+
+
+def clean_partial(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete what interrupted checkpoint writes left in a run directory: temporary files
+    (``.step_*.safetensors.*``, ``.checkpoint.json.*``, ...) and weights or state files
+    without their manifest (a write or a prune cut short). Returns the deleted paths.
+    Call it only while holding the run directory's lock (a live run's writes look alike)."""
+    run_dir = Path(run_dir)
+    removed = []
+    for folder, stem in ((run_dir, r"checkpoint"), (run_dir / PERIODIC_DIR, r"step_\d+")):
+        if not folder.is_dir():
+            continue
+        data_file = re.compile(rf"{stem}(\.state)?\.safetensors")
+        temp_file = re.compile(rf"\.{stem}\..+")
+        for p in folder.iterdir():
+            orphan = data_file.fullmatch(p.name) and not paths(p)[1].is_file()
+            if (orphan or temp_file.fullmatch(p.name)) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return sorted(removed)
 
 
 def latest(run_dir: str | os.PathLike) -> Path | None:

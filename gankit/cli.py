@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, TrainingInterrupted
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -51,20 +51,13 @@ def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], 
     CONFIG is a .toml, .yaml or .json file; without it the mnist preset trains. Under
     torchrun (or with TF_CONFIG) every process trains its share; rank 0 writes.
     """
+    from gankit.monitor import print_line
     from gankit.training import train as run_training
 
-    run = run_training(config, preset=preset, overrides=set_, progress=not quiet and sys.stderr.isatty(),
-                       resume=resume)
-    if run.rank != 0:
-        return
-    m = run.metrics
-    since = f" (resumed at step {run.resumed_from})" if run.resumed_from else ""
-    procs = f", {run.world_size} processes" if run.world_size > 1 else ""
-    out.print(
-        f"trained {run.steps} steps{since} on {run.backend} ({run.device}{procs}) in {run.seconds:.1f}s: "
-        f"d_loss {m.get('d_loss', float('nan')):.4f}, g_loss {m.get('g_loss', float('nan')):.4f}"
-    )
-    out.print(f"run directory: {run.directory}")
+    # The run's lines (start banner, a line every log_every steps without a progress bar, the
+    # results) go to stdout as they happen; the progress bar, on a terminal, to stderr.
+    run_training(config, preset=preset, overrides=set_, progress=not quiet and sys.stderr.isatty(),
+                 resume=resume, echo=print_line)
 
 
 @app.command()
@@ -128,6 +121,8 @@ def evaluate(run_dir: Path, num_samples: Optional[int], metric_names: tuple[str,
     out.print(table)
     for name, reason in result.skipped.items():
         err.print(f"warning: metric {name!r} skipped: {reason}", markup=False)
+    if result.reals_note():
+        err.print(f"warning: {result.reals_note()}", markup=False)
     out.print(f"wrote {path}", markup=False)
 
 
@@ -295,9 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("GANKIT_DEBUG", "") not in ("", "0")
+    if debug:
+        os.environ["GANKIT_DEBUG"] = "1"  # backends show their frameworks' start-up logs too
     try:
         rc = app.main(args=args, prog_name="gankit", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
+    except TrainingInterrupted as exc:  # a checkpoint was saved: say how to continue
+        err.print(f"interrupted: {exc.one_line()}", markup=False)
+        return exc.exit_code
     except GankitError as exc:
         if debug:
             raise

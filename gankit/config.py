@@ -124,8 +124,11 @@ class TrainingConfig(StrictModel):
     """Write losses to metrics.jsonl every this many steps."""
     sample_every: int = Field(default=0, ge=0)
     """Save a sample picture every this many steps (0: only at the end)."""
-    checkpoint_every: int = Field(default=0, ge=0)
-    """Save a checkpoint every this many steps (0: only at the end)."""
+    checkpoint_every: int = Field(default=1000, ge=0)
+    """Save a resumable checkpoint every this many steps (0: not by steps)."""
+    checkpoint_minutes: float = Field(default=5.0, ge=0)
+    """Also save one when this many minutes passed since the last (0: not by time; a
+    single-process run only). Ctrl-C and SIGTERM save one too, and the last step always has one."""
     num_samples: int = Field(default=2500, gt=0)
     """Samples drawn for the pictures and the final samples file."""
     compile: bool = False
@@ -150,8 +153,9 @@ class TrainingConfig(StrictModel):
     """Batches prepared ahead of the step by a background thread (0: prepare them inline)."""
     threads: int | None = Field(default=None, ge=1)
     """CPU threads for the framework's intra-op pool (torch.set_num_threads; TensorFlow's
-    intra- and inter-op pools, set before TensorFlow starts). None: the framework's default.
-    1 is often fastest for small nets, and on a CPU shared with other processes."""
+    intra- and inter-op pools, set before TensorFlow starts). None: chosen at start from the
+    usable CPUs and the nets' size (1 for small nets or a machine of 2 CPUs or fewer; up to
+    half the CPUs, at most 8, for large nets), and printed in the run's first line."""
     distributed: Literal["auto", "off", "mirrored"] = "auto"
     """Data-parallel training. auto: under torchrun (WORLD_SIZE > 1) torch trains with one
     process per rank; with TF_CONFIG naming several workers TensorFlow uses

@@ -47,3 +47,12 @@ class CheckpointError(GankitError):
 
 class TrainingError(GankitError):
     """Training cannot continue (for example a NaN loss)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """A run stopped by SIGINT (Ctrl-C) or SIGTERM after saving a checkpoint; ``--resume``
+    continues it. Exit status 128 + the signal's number (130, 143), as a shell reports it."""
+
+    def __init__(self, message: str, hint: str | None = None, signum: int = 2):
+        super().__init__(message, hint)
+        self.exit_code = 128 + int(signum)

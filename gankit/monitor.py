@@ -8,11 +8,11 @@ run purges the events after its checkpoint's step so curves do not double back.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
-from typing import IO
-
 import numpy as np
 
 TENSORBOARD_DIR = "tensorboard"
@@ -68,47 +68,72 @@ def _tag(key: str) -> str:
     return f"train/{key}"
 
 
+def keep_until(path: Path, step: int) -> list[dict]:
+    """A resumed run's JSON-lines file (``metrics.jsonl``, ``eval.jsonl``): keep the records
+    up to ``step``, drop the later ones and any line cut short by the interruption, and
+    rewrite the file atomically. Returns the kept records."""
+    from gankit.checkpoint import atomic_write
+
+    kept: list[dict] = []
+    if not path.is_file():
+        return kept
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the interruption
+        if isinstance(record, dict) and isinstance(record.get("step", 0), int) and record.get("step", 0) <= step:
+            kept.append(record)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+    return kept
+
+
+def append_line(fd: int, record: dict) -> None:
+    """Append one JSON line with a single ``write`` to a file opened ``O_APPEND``: a line
+    is never interleaved with another process's or cut by a buffer boundary."""
+    data = (json.dumps(record) + "\n").encode()
+    written = os.write(fd, data)
+    if written != len(data):  # a full disk: finish the line rather than leave half of it
+        os.write(fd, data[written:])
+
+
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per logged step. A resumed run keeps the lines
-    up to its checkpoint's step and appends after them."""
+    """``metrics.jsonl``: one JSON object per logged step, each appended by one write. A
+    resumed run keeps the lines up to its checkpoint's step and appends after them."""
 
     def __init__(self, path: Path | None, resume_step: int = 0):
         self.path = path
         self.records: list[dict] = []
-        self._fh: IO[str] | None = None
+        self._fd: int | None = None
         if path is None:
             return
-        if resume_step and path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by the interruption
-                if isinstance(record, dict) and record.get("step", 0) <= resume_step:
-                    self.records.append(record)
-            path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-            self._fh = path.open("a")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        if resume_step:
+            self.records = keep_until(path, resume_step)
         else:
-            self._fh = path.open("w")
+            flags |= os.O_TRUNC
+        self._fd = os.open(path, flags, 0o666)
 
     def write(self, record: dict) -> None:
         self.records.append(record)
-        if self._fh is not None:
-            self._fh.write(json.dumps(record) + "\n")
-            self._fh.flush()
+        if self._fd is not None:
+            append_line(self._fd, record)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Progress:
-    """A rich progress bar: step, losses, steps/s and time left (a no-op when disabled)."""
+    """A rich progress bar on stderr: step, losses, steps/s and time left (a no-op when disabled)."""
 
     def __init__(self, enabled: bool, total: int, completed: int = 0, console=None):
+        from rich.console import Console
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
+        if console is None and enabled:
+            console = Console(stderr=True)
         self.enabled = enabled
         self.start_step = completed
         self.start = time.perf_counter()
@@ -134,3 +159,33 @@ class Progress:
             rate = (step - self.start_step) / max(time.perf_counter() - self.start, 1e-9)
             fields = {"losses": f"D {scalars['d_loss']:.4f}  G {scalars['g_loss']:.4f}", "rate": f"{rate:.1f} steps/s"}
         self.bar.update(self.task, completed=step, **fields)
+
+
+# -- the lines a run prints (a log file under a cluster job, or a terminal) ----------------
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def step_line(step: int, total: int, scalars: dict[str, float], *, since_step: int, seconds: float) -> str:
+    """One log line: ``step 500/2000 (25%)  d_loss 1.2345  g_loss 0.8765  41.3 steps/s  ETA 36s``."""
+    done = step - since_step
+    rate = done / seconds if seconds > 0 else 0.0
+    eta = f"  ETA {_duration((total - step) / rate)}" if rate > 0 and step < total else ""
+    losses = "  ".join(f"{k} {scalars[k]:.4f}" for k in ("d_loss", "g_loss") if k in scalars)
+    return f"step {step}/{total} ({100 * step // total}%)  {losses}  {rate:.1f} steps/s{eta}"
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """``fid 1.234, modes_captured 8`` (integers without decimals)."""
+    def value(v: float) -> str:
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.4g}"
+
+    return ", ".join(f"{k} {value(v)}" for k, v in metrics.items())
+
+
+def print_line(line: str) -> None:
+    """The default sink of ``gankit train``: stdout, flushed per line."""
+    print(line, file=sys.stdout, flush=True)

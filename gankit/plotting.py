@@ -34,6 +34,25 @@ def scatter(path: str | Path, fake: np.ndarray, real: np.ndarray | None = None, 
     return Path(path)
 
 
+def histogram(path: str | Path, fake: np.ndarray, real: np.ndarray | None = None, title: str = "") -> Path:
+    """1-D data: histograms of real (grey) and generated (orange) values."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    values = [np.ravel(fake)] + ([np.ravel(real)] if real is not None else [])
+    lo, hi = min(float(v.min()) for v in values), max(float(v.max()) for v in values)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1, 60)
+    if real is not None:
+        ax.hist(np.ravel(real), bins=bins, color="0.6", alpha=0.6, label="real")
+    ax.hist(np.ravel(fake), bins=bins, color="tab:orange", alpha=0.6, label="generated")
+    ax.legend(loc="upper right", frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
 def image_grid(path: str | Path, images: np.ndarray, columns: int | None = None,
                scale: int | None = None) -> Path:
     """A grid PNG of images shaped (n, H, W) or (n, H, W, C) or (n, C, H, W), values in [-1, 1].

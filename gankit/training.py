@@ -15,32 +15,38 @@ global batch; only rank 0 writes files.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 import queue
+import signal
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from gankit import checkpoint, evaluation, plotting
 from gankit.config import ExperimentConfig, load_config, read_config_file
 from gankit.data import ArrayDataset, Dataset, epoch_orders
-from gankit.errors import CheckpointError, ConfigError, TrainingError
+from gankit.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from gankit.init import initial_weights
-from gankit.monitor import TENSORBOARD_DIR, MetricsLog, Progress, TensorBoard
+from gankit.monitor import TENSORBOARD_DIR, MetricsLog, Progress, TensorBoard, format_metrics, keep_until, step_line
 from gankit.native import not_built_on, switch_hint
 from gankit.nets import NetSpec
 from gankit.plugins import Registry, get_registry
 from gankit.protocol import Backend, ProcessGroup, Trainer, TrainSetup
+from gankit.runlock import RunLock
 
 #: Generated samples in each picture's grid (images) — the scatter plots use num_samples.
 GRID_SAMPLES = 64
+#: Written last: a run directory with it holds every final artifact.
+SUMMARY_FILE = "summary.json"
 
 
 @dataclass
@@ -55,6 +61,8 @@ class Experiment:
     discriminator: NetSpec
     group: ProcessGroup = field(default_factory=ProcessGroup)
     """This process's place in a data-parallel run (a single process by default)."""
+    threads: Threads | None = None
+    """The CPU threads the trainer was given, and why."""
 
 
 @dataclass
@@ -67,7 +75,8 @@ class Run:
     device: str
     steps: int
     metrics: dict[str, float]
-    """The last logged scalars (d_loss, g_loss, extras)."""
+    """The last logged scalars (d_loss, g_loss, extras) and the last step's evaluation
+    results (fid, modes_captured, ...; when evaluation.every is set)."""
     seconds: float
     checkpoint: Path
     trainer: Any = field(repr=False, default=None)
@@ -76,6 +85,30 @@ class Run:
     """The step this session started from (0 unless resumed)."""
     rank: int = 0
     world_size: int = 1
+    evaluation: Any = None
+    """The last step's :class:`~gankit.evaluation.Evaluation` (None unless evaluation.every is set)."""
+    threads: int | None = None
+    """The framework's CPU threads (training.threads, or the default chosen at start)."""
+
+    def report(self) -> list[str]:
+        """The lines that end a run's output: what was trained, the evaluation, where things are."""
+        m = self.metrics
+        procs = f", {self.world_size} processes" if self.world_size > 1 else ""
+        if self.resumed_from == self.steps:
+            lines = [f"completed the final checkpoint, samples and summary of step {self.steps} on {self.backend} "
+                     f"({self.device}{procs})"]
+        else:
+            since = f" (resumed at step {self.resumed_from})" if self.resumed_from else ""
+            lines = [f"trained {self.steps} steps{since} on {self.backend} ({self.device}{procs}) in {self.seconds:.1f}s: "
+                     f"d_loss {m.get('d_loss', float('nan')):.4f}, g_loss {m.get('g_loss', float('nan')):.4f}"]
+        if self.evaluation is not None:
+            lines.append(f"evaluation at step {self.evaluation.step} ({self.evaluation.num_samples} samples): "
+                         f"{format_metrics(self.evaluation.metrics)}")
+        pictures = [str(self.files[k]) for k in ("samples_png", "loss_curves") if k in self.files]
+        if pictures:
+            lines.append(f"pictures: {', '.join(pictures)}")
+        lines.append(f"run directory: {self.directory}")
+        return lines
 
 
 def _build_plugin(registry: Registry, kind: str, choice, **kwargs):
@@ -134,6 +167,85 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset, g_spec: NetSpec, d_spec:
                       "the EMA generator will only copy the generator", RuntimeWarning, stacklevel=3)
 
 
+# -- CPU threads -----------------------------------------------------------------------
+#: Multiply-adds per training step from which a net counts as large: below it, a second
+#: thread costs more in synchronisation than it saves (ring8's MLPs: 1.3e8; the mnist
+#: DCGAN: 2.6e9), and on a CPU shared with other processes many times more.
+LARGE_STEP_MACS = 1e9
+#: The most threads chosen by default.
+MAX_DEFAULT_THREADS = 8
+
+
+@dataclass(frozen=True)
+class Threads:
+    """The framework's CPU threads for a run: how many and why (shown in the start banner)."""
+
+    count: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.count} thread{'s' if self.count != 1 else ''} ({self.reason})"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (a container)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def _layer_macs(spec) -> float | None:
+    """Multiply-adds of one forward pass for one sample: each layer's parameters times the
+    positions they apply at (a conv's output pixels, a transposed conv's input pixels).
+    None for a natively built net (no layers to count)."""
+    if not isinstance(spec, NetSpec):
+        return None
+
+    def positions(shape) -> int:
+        return int(shape[-1] * shape[-2]) if len(shape) == 3 else 1
+
+    total = 0.0
+    for _, layer, shape in spec.walk():
+        if any(True for _ in layer.sublayers(shape)):
+            continue  # counted through its sublayers
+        weights = sum(math.prod(s) for s in layer.parameters(shape).values())
+        total += weights * min(positions(shape), positions(tuple(layer.output_shape(shape))))
+    return total
+
+
+def step_macs(cfg: ExperimentConfig, g_spec, d_spec) -> float | None:
+    """Multiply-adds of one training step (forward and backward, ~3 passes), or None."""
+    g, d = _layer_macs(g_spec), _layer_macs(d_spec)
+    if g is None or d is None:
+        return None
+    t = cfg.training
+    return 3.0 * t.batch_size * (t.n_critic * (g + 2 * d) + g + d)
+
+
+def choose_threads(cfg: ExperimentConfig, g_spec, d_spec, cpus: int | None = None) -> Threads:
+    """``training.threads`` when set; otherwise a default that is safe on a shared machine:
+    1 for small nets or on 2 CPUs or fewer, else half the usable CPUs (at most 8). On a busy
+    2-core machine the framework's default (a thread per core) ran 10-27x slower than 1."""
+    if cfg.training.threads is not None:
+        return Threads(cfg.training.threads, "training.threads")
+    cpus = usable_cpus() if cpus is None else cpus
+    if cpus <= 2:
+        return Threads(1, f"auto: {cpus} usable CPU{'s' if cpus != 1 else ''}")
+    macs = step_macs(cfg, g_spec, d_spec)
+    if macs is not None and macs < LARGE_STEP_MACS:
+        return Threads(1, f"auto: small nets, {macs:.2g} multiply-adds per step")
+    size = "native nets" if macs is None else f"{macs:.2g} multiply-adds per step"
+    return Threads(min(MAX_DEFAULT_THREADS, cpus // 2), f"auto: {size}, {cpus} usable CPUs")
+
+
 def _augment(cfg: ExperimentConfig, sample_shape: tuple[int, ...]):
     """The configured DiffAugment (None when off); images only, refused in one line otherwise."""
     augment = cfg.augment.build()
@@ -174,6 +286,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
     group = _group(backend, cfg) if distributed else ProcessGroup()
     check_fits(cfg, dataset, g_spec, d_spec, group.world_size)
     t = cfg.training
+    threads = choose_threads(cfg, g_spec, d_spec)
     setup = TrainSetup(
         generator=g_spec, discriminator=d_spec, loss=loss, regularizers=regularizers,
         g_optimizer=cfg.optimizers.generator.settings(), d_optimizer=cfg.optimizers.discriminator.settings(),
@@ -182,12 +295,12 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
         device=group.device or cfg.device, compile=t.compile,
         initial_weights=initial_weights(g_spec, d_spec, t.init, cfg.seed),
         total_steps=t.steps, ema_decay=t.ema_decay, ema_start=t.ema_start, precision=t.precision,
-        world_size=group.world_size, rank=group.rank, threads=t.threads,
+        world_size=group.world_size, rank=group.rank, threads=threads.count,
         regularizer_schedules={r.name: r.weight_schedule() for r in cfg.regularizers if r.schedule != "constant"},
         augment=_augment(cfg, sample_shape),
     )
     trainer = backend.build_trainer(setup)
-    return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group)
+    return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group, threads)
 
 
 def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True, check: bool = True) -> Path:
@@ -304,39 +417,78 @@ def fixed_latents(cfg: ExperimentConfig, n: int) -> np.ndarray:
 
 
 def save_samples(exp: Experiment, path: Path, n: int, step: int, z: np.ndarray | None = None) -> Path:
-    """A picture of generated samples (the EMA generator's when there is one): a scatter
-    over the real data for 2D points, a grid for images. ``z``: the latents to use."""
+    """A picture of generated samples (the EMA generator's when there is one), for data of
+    any shape: an image grid for images, a scatter over the real data for points (of more
+    than 2 coordinates: the first two), histograms for 1-D data. ``z``: the latents to use."""
     if z is None:
         z = fixed_latents(exp.config, n if exp.dataset.modality == "points" else min(n, GRID_SAMPLES))
-    fake = exp.trainer.generate(z)
-    if exp.dataset.modality == "points" and fake.ndim == 2 and fake.shape[1] == 2:
-        real = exp.dataset.sample(len(z), seed=exp.config.seed)
-        return plotting.scatter(path, fake, real, title=f"{exp.config.name} · {exp.config.backend} · step {step}")
-    if exp.dataset.modality == "images":
+    fake = np.asarray(exp.trainer.generate(z))
+    if exp.dataset.modality == "images" and fake.ndim in (3, 4):
+        if fake.ndim == 4 and fake.shape[1] not in (1, 3) and fake.shape[-1] not in (1, 3):
+            fake = fake[:, 0]  # neither grey nor RGB: the first channel, in grey
         return plotting.image_grid(path, fake[:GRID_SAMPLES])
-    return path
+    fake = fake.reshape(len(fake), -1)
+    real = np.asarray(exp.dataset.sample(len(z), seed=exp.config.seed)).reshape(len(z), -1)
+    title = f"{exp.config.name} · {exp.config.backend} · step {step}"
+    if fake.shape[1] == 1:
+        return plotting.histogram(path, fake, real, title=title)
+    if fake.shape[1] > 2:
+        title += f" · coordinates 1-2 of {fake.shape[1]}"
+    return plotting.scatter(path, fake[:, :2], real[:, :2], title=title)
 
 
-def _check_finite_weights(weights: dict[str, np.ndarray], step: int) -> None:
-    bad = [k for k, v in weights.items() if not np.all(np.isfinite(v))]
-    if bad:
-        net = bad[0].partition(".")[0].replace("_", " ")
-        raise TrainingError(f"training diverged by step {step}: the {net} weights are not finite ({bad[0]})",
-                            hint="the last good checkpoint was kept; lower the learning rates or add a penalty")
+def _draw(what: str, draw, *args, **kwargs) -> Path | None:
+    """Draw a picture; a failure is a warning, never the run's end (its checkpoint and
+    summary are written either way)."""
+    try:
+        return draw(*args, **kwargs)
+    except Exception as exc:  # matplotlib, PIL, a plugin's odd data: the run's results are safe
+        warnings.warn(f"could not draw {what}: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def _non_finite(arrays: dict[str, np.ndarray]) -> str | None:
+    """The first float array holding a NaN or an infinity (integer arrays, e.g. random
+    states and step counts, cannot)."""
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            return key
+    return None
+
+
+_OWNERS = {"g_optimizer": "generator optimizer", "d_optimizer": "discriminator optimizer"}
+
+
+def _check_finite_state(weights: dict[str, np.ndarray], optimizer: dict[str, np.ndarray] | None, step: int) -> None:
+    """A checkpoint is written only when every weight and optimizer slot is finite: an Adam
+    second moment that overflowed to inf makes the checkpoint as useless as a NaN weight."""
+    bad = _non_finite(weights)
+    what = "weights"
+    if bad is None and optimizer:
+        bad, what = _non_finite(optimizer), "optimizer state"
+    if bad is None:
+        return
+    owner = bad.partition(".")[0]
+    net = _OWNERS.get(owner, owner.replace("_", " ")).removesuffix(" optimizer")
+    verb = "are" if what == "weights" else "is"
+    raise TrainingError(f"training diverged by step {step}: the {net} {what} {verb} not finite ({bad})",
+                        hint="the last good checkpoint was kept; lower the learning rates or add a penalty")
 
 
 def save_checkpoint(exp: Experiment, directory: Path, step: int, *, base: Path | None = None,
                     resumable: bool = True) -> Path:
     """Write a checkpoint of the trainer at ``step`` (``directory/checkpoint`` unless
     ``base``), with the optimizer and random state when ``resumable``; returns its
-    manifest. Non-finite weights are refused, so the last good checkpoint survives."""
+    manifest. Non-finite weights or optimizer state are refused, so the last good
+    checkpoint survives."""
     from gankit import __version__
 
     weights = exp.trainer.state_dict()
-    _check_finite_weights(weights, step)
     opt_state = rng_state = None
     if resumable and hasattr(exp.trainer, "optimizer_state") and hasattr(exp.trainer, "rng_state"):
         opt_state, rng_state = exp.trainer.optimizer_state(), exp.trainer.rng_state()
+    _check_finite_state(weights, opt_state, step)
     versions = {"gankit": __version__, exp.backend.name: exp.backend.version()}
     return checkpoint.save(
         base or directory / "checkpoint", weights, step=step, backend=exp.backend.name,
@@ -388,6 +540,74 @@ def _resume_config(run_dir: Path, overrides, registry) -> ExperimentConfig:
     return load_config(data, overrides=overrides, registry=registry, environ={})
 
 
+class _StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM while the loop runs: remembered, so that the loop saves
+    a checkpoint after the current step and stops. A second signal acts at once (its
+    previous handler is back). Only in the main thread of a single-process run."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self.previous = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+
+def _finished(directory: Path, steps: int) -> bool:
+    """Whether a run directory holds every final artifact of a run of ``steps`` steps: the
+    final checkpoint and summary.json (written last)."""
+    try:
+        summary = json.loads((directory / SUMMARY_FILE).read_text())
+        final = json.loads((directory / "checkpoint.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.get("steps") == steps and final.get("step") == steps
+
+
+def _clear_previous_run(directory: Path) -> None:
+    """A new run in a reused directory (output.overwrite): the old run's checkpoints, summary
+    and evaluations go first, so that --resume, pruning and eval.jsonl see only this run's."""
+    for manifest in checkpoint.periodic(directory):
+        manifest.unlink(missing_ok=True)
+    for name in ("checkpoint.json", SUMMARY_FILE, evaluation.EVAL_LOG):
+        (directory / name).unlink(missing_ok=True)
+    checkpoint.clean_partial(directory)  # the data files whose manifests just went
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    return checkpoint.atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _save_npy(path: Path, array: np.ndarray) -> Path:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return checkpoint.atomic_write(path, buffer.getvalue())
+
+
+def _last_scalars(records: list[dict]) -> dict[str, float]:
+    """The scalars of the last metrics.jsonl record (what the loop calls ``last``)."""
+    if not records:
+        return {}
+    return {k: v for k, v in records[-1].items() if k not in ("step", "time") and not k.startswith("lr_")}
+
+
 def train(
     config=None,
     *,
@@ -396,37 +616,70 @@ def train(
     registry: Registry | None = None,
     progress: bool = False,
     resume: str | Path | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> Run:
     """Train a GAN. ``config`` is a path, dict, :class:`ExperimentConfig` or ``None``
     (the ``preset``, by default ``mnist``). ``resume`` continues the run directory of an
     interrupted (or finished, with more ``training.steps``) run from its newest
-    checkpoint; ``overrides`` then apply on top of that run's config. Returns the :class:`Run`."""
+    checkpoint, or completes the final checkpoint, samples and summary of a run stopped
+    after its last step; ``overrides`` then apply on top of that run's config.
+
+    ``progress`` shows a progress bar on stderr. ``echo`` receives the run's lines as they
+    happen (``print`` them, or log them): a start banner (run directory, backend, device,
+    threads, steps), without a progress bar one line every ``log_every`` steps, and at the
+    end the evaluation results and where the pictures are. SIGINT and SIGTERM save a
+    checkpoint and raise :class:`~gankit.errors.TrainingInterrupted`. Returns the :class:`Run`."""
+    say = echo or (lambda line: None)
     if resume is not None:
         if config is not None or preset is not None:
             raise ConfigError("--resume continues a run with its own config; give no config file or preset",
                               hint="change settings with --set KEY=VALUE")
         run_dir = Path(resume)
         cfg = _resume_config(run_dir, overrides, registry)
-        manifest_path = checkpoint.latest(run_dir)
-        if manifest_path is None:
+        if checkpoint.latest(run_dir) is None:
             raise CheckpointError(f"run directory {str(run_dir)!r} holds no checkpoint to resume from",
-                                  hint="set training.checkpoint_every so runs write periodic checkpoints")
+                                  hint="start it again; runs save a checkpoint every training.checkpoint_every "
+                                       "steps and training.checkpoint_minutes")
     else:
         cfg = load_config(config, preset=preset, overrides=overrides, registry=registry)
         _run_directory(cfg, cfg.backend, create=False)  # refuse a taken directory before any work
-        manifest_path = None
     exp = build(cfg, registry, distributed=True)
     group, t = exp.group, cfg.training
-    start_step = restore(exp, manifest_path) if manifest_path is not None else 0
-    if start_step >= t.steps:
-        raise ConfigError(f"the run already reached step {start_step} of training.steps = {t.steps}",
-                          hint=f"resume with --set training.steps=N for N > {start_step} to train further")
     main = group.is_main
     # Only rank 0 creates (and had checked) the directory; the others just name it.
     directory = run_dir if resume is not None else _run_directory(cfg, exp.backend.name, create=main, check=main)
+    lock = RunLock(directory).acquire() if main else None  # one run per directory, before any write
+    try:
+        return _train_locked(exp, directory, resume is not None, progress and main, say if main else (lambda line: None))
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bool, say) -> Run:
+    cfg, group, t, trainer = exp.config, exp.group, exp.config.training, exp.trainer
+    main = group.is_main
+    if main:
+        if resuming:
+            for path in checkpoint.clean_partial(directory):
+                say(f"removed {path}, left by an interrupted checkpoint write")
+        else:
+            _clear_previous_run(directory)
+    group.barrier()
+    manifest_path = checkpoint.latest(directory) if resuming else None
+    if resuming and manifest_path is None:
+        raise CheckpointError(f"run directory {str(directory)!r} holds no checkpoint to resume from",
+                              hint="start it again")
+    start_step = restore(exp, manifest_path) if manifest_path is not None else 0
+    completing = start_step == t.steps and not _finished(directory, t.steps)
+    if start_step >= t.steps and not completing:
+        raise ConfigError(f"the run already reached step {start_step} of training.steps = {t.steps}",
+                          hint=f"resume with --set training.steps=N for N > {start_step} to train further")
     files: dict[str, Path] = {"config": directory / "config.json", "metrics": directory / "metrics.jsonl"}
     if main:
-        (directory / "config.json").write_text(cfg.model_dump_json(indent=2))
+        _write_json(directory / "config.json", json.loads(cfg.model_dump_json()))
+        if resuming:  # evaluations after the checkpoint are made again
+            keep_until(directory / evaluation.EVAL_LOG, start_step - 1 if completing else start_step)
     log = MetricsLog(files["metrics"] if main else None, resume_step=start_step)
     board = TensorBoard(directory / TENSORBOARD_DIR if (main and t.tensorboard) else None,
                         purge_step=start_step + 1 if start_step else None)
@@ -434,12 +687,17 @@ def train(
     labelled = exp.generator.conditional or exp.discriminator.conditional  # class-conditional GAN
     batches = Prefetcher(step_batches(exp.dataset, t.batch_size, t.n_critic, cfg.seed, start_step=start_step,
                                       rank=group.rank, world_size=group.world_size, labels=labelled), t.prefetch)
-    last: dict[str, float] = {}
+    where = f"completing the final checkpoint, samples and summary of step {t.steps}" if completing else (
+        f"steps {start_step + 1}-{t.steps}" if start_step else f"{t.steps} steps")
+    say(f"{'resuming' if resuming else 'training'} {cfg.name} on {exp.backend.name}, {trainer.device}, "
+        f"{exp.threads}: {where}; run directory {directory}")
+    last: dict[str, float] = _last_scalars(log.records)
     last_good: Path | None = manifest_path
-    trainer = exp.trainer
     start = time.perf_counter()
+    last_save = time.monotonic()
+    by_time = cfg.training.checkpoint_minutes * 60 if group.world_size == 1 else 0.0
     try:
-        with Progress(progress and main, t.steps, completed=start_step) as bar:
+        with Progress(progress, t.steps, completed=start_step) as bar, _StopSignals(group.world_size == 1) as stop:
             for step in range(start_step + 1, t.steps + 1):
                 batch = next(batches)
                 result = trainer.train_step(*batch) if labelled else trainer.train_step(batch)
@@ -454,43 +712,80 @@ def train(
                                   "time": round(time.perf_counter() - start, 4)}
                         log.write(record)
                         board.scalars(step, {k: v for k, v in record.items() if k not in ("step", "time")})
+                        if not bar.enabled:
+                            say(step_line(step, t.steps, last, since_step=start_step,
+                                          seconds=time.perf_counter() - start))
                     bar.advance(step, last)
                 else:
                     bar.advance(step)
                 if t.sample_every and step % t.sample_every == 0 and step != t.steps and main:
-                    picture = save_samples(exp, directory / f"samples_{step:06d}.png", t.num_samples, step, z_fixed)
-                    board.image("samples", step, picture)
-                if t.checkpoint_every and step % t.checkpoint_every == 0:
-                    if main:
-                        last_good = save_checkpoint(exp, directory, step, base=checkpoint.periodic_base(directory, step))
-                        checkpoint.prune(directory, t.checkpoint_keep)
+                    picture = _draw(f"samples_{step:06d}.png", save_samples, exp,
+                                    directory / f"samples_{step:06d}.png", t.num_samples, step, z_fixed)
+                    if picture is not None:
+                        board.image("samples", step, picture)
+                by_steps = bool(t.checkpoint_every) and step % t.checkpoint_every == 0
+                due = (by_steps or step == t.steps or stop.received is not None
+                       or (by_time and time.monotonic() - last_save >= by_time))
+                if due and main:  # the last step always gets one: the final phase may be cut short
+                    last_good = save_checkpoint(exp, directory, step, base=checkpoint.periodic_base(directory, step))
+                    checkpoint.prune(directory, t.checkpoint_keep)
+                    last_save = time.monotonic()
+                if by_steps:
                     group.barrier()
-                if main:
+                if stop.received is not None:
+                    name = signal.Signals(stop.received).name
+                    raise TrainingInterrupted(
+                        f"{name} at step {step} of {t.steps}: saved {last_good}",
+                        hint=f"continue with: gankit train --resume {directory}", signum=stop.received)
+                if main and step != t.steps:  # the last step's evaluation follows the final checkpoint
                     evaluation.maybe_evaluate(exp, step, directory, board)  # every evaluation.every steps -> eval.jsonl
         seconds = time.perf_counter() - start
-        ckpt = directory / "checkpoint.json"
+        ckpt, result = directory / "checkpoint.json", None
         if main:
-            files["samples_png"] = save_samples(exp, directory / "samples.png", t.num_samples, t.steps, z_fixed)
-            board.image("samples", t.steps, files["samples_png"])
-            samples = trainer.sample(t.num_samples, seed=cfg.seed)
-            np.save(directory / "samples.npy", samples, allow_pickle=False)
-            files["samples_npy"] = directory / "samples.npy"
-            if log.records:
-                files["loss_curves"] = plotting.loss_curves(directory / "losses.png", log.records)
-            ckpt = save_checkpoint(exp, directory, t.steps)
-            files["checkpoint"] = ckpt
-            if t.tensorboard:
-                files["tensorboard"] = directory / TENSORBOARD_DIR
+            ckpt, result = _finish(exp, directory, files, log, board, z_fixed)
             done = t.steps - start_step
             summary = {"steps": t.steps, "resumed_from": start_step, "seconds": round(seconds, 3),
-                       "steps_per_second": round(done / seconds, 2), "backend": exp.backend.name,
-                       "device": trainer.device, "processes": group.world_size, **last}
-            (directory / "summary.json").write_text(json.dumps(summary, indent=2))
+                       "steps_per_second": round(done / seconds, 2) if done and seconds > 0 else None,
+                       "backend": exp.backend.name, "device": trainer.device, "processes": group.world_size,
+                       "threads": exp.threads.count if exp.threads else None, **last,
+                       "evaluation": result.to_json() if result is not None else None,
+                       "pictures": {k: str(v) for k, v in files.items() if k in _PICTURES}}
+            files["summary"] = _write_json(directory / SUMMARY_FILE, summary)  # last: the run is complete
         group.barrier()
     finally:
         batches.close()
         log.close()
         board.close()
-    return Run(directory=directory, config=cfg, backend=exp.backend.name, device=trainer.device,
-               steps=t.steps, metrics=last, seconds=seconds, checkpoint=ckpt, trainer=trainer, files=files,
-               resumed_from=start_step, rank=group.rank, world_size=group.world_size)
+    metrics = {**last, **(result.metrics if result is not None else {})}
+    run = Run(directory=directory, config=cfg, backend=exp.backend.name, device=trainer.device,
+              steps=t.steps, metrics=metrics, seconds=seconds, checkpoint=ckpt, trainer=trainer, files=files,
+              resumed_from=start_step, rank=group.rank, world_size=group.world_size, evaluation=result,
+              threads=exp.threads.count if exp.threads else None)
+    for line in run.report():
+        say(line)
+    return run
+
+
+_PICTURES = ("samples_png", "loss_curves")
+
+
+def _finish(exp: Experiment, directory: Path, files: dict[str, Path], log: MetricsLog, board: TensorBoard,
+            z_fixed: np.ndarray):
+    """The final phase, in the order that loses least to a kill or a failure: the final
+    checkpoint, the samples, the last step's evaluation, then the pictures (a picture that
+    cannot be drawn is a warning). The caller writes summary.json last."""
+    cfg, t, trainer = exp.config, exp.config.training, exp.trainer
+    files["checkpoint"] = save_checkpoint(exp, directory, t.steps)
+    files["samples_npy"] = _save_npy(directory / "samples.npy", trainer.sample(t.num_samples, seed=cfg.seed))
+    result = evaluation.maybe_evaluate(exp, t.steps, directory, board)
+    picture = _draw("samples.png", save_samples, exp, directory / "samples.png", t.num_samples, t.steps, z_fixed)
+    if picture is not None:
+        files["samples_png"] = picture
+        _draw("the samples in TensorBoard", board.image, "samples", t.steps, picture)
+    if log.records:
+        curves = _draw("losses.png", plotting.loss_curves, directory / "losses.png", log.records)
+        if curves is not None:
+            files["loss_curves"] = curves
+    if t.tensorboard:
+        files["tensorboard"] = directory / TENSORBOARD_DIR
+    return files["checkpoint"], result
