@@ -341,6 +341,10 @@ def _parse_value(text: str) -> Any:
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (value parsed as JSON, else a string)."""
     data = json.loads(json.dumps(data))  # a deep copy of plain data
+    # Setting a plugin choice's name to another plugin resets its params to that
+    # plugin's defaults: the old plugin's params would be unknown keys for the new one.
+    switched: list[tuple[tuple[str, ...], dict]] = []
+    explicit: set[tuple[str, ...]] = set()
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -354,7 +358,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             if not isinstance(nxt, dict):
                 raise ConfigError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a table")
             node = nxt
-        node[parts[-1]] = _parse_value(raw)
+        value = _parse_value(raw)
+        if parts[-1] == "name" and isinstance(node.get("params"), dict) and node.get("name") != value:
+            switched.append((tuple(parts[:-1]), node))
+        node[parts[-1]] = value
+        explicit.add(tuple(parts))
+    for path, node in switched:
+        # Another plugin: its params start from its own defaults, plus those set here.
+        kept = {e[-1] for e in explicit if len(e) == len(path) + 2 and e[:-1] == path + ("params",)}
+        node["params"] = {k: v for k, v in node["params"].items() if k in kept}
     return data
 
 
@@ -396,7 +408,7 @@ def resolve(cfg: ExperimentConfig, registry=None, source: str = "config") -> Exp
         except ValidationError as err:
             raise ConfigError(
                 _format_validation_error(err, source, prefix=f"{where}.params"),
-                hint=f"see `gankit plugins --kind {kind}` for {choice.name!r}'s parameters",
+                hint=f"see `gankit plugins --kind {kind}` for the parameters of {choice.name!r}",
             ) from None
         # model_copy keeps a choice's own keys (a regularizer's weight schedule)
         return choice.model_copy(update={"params": params.model_dump(mode="json")})

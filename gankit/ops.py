@@ -117,6 +117,27 @@ class Ops:
     def ones_like(self, x: Array) -> Array:
         raise NotImplementedError
 
+    def cast(self, x: Array, dtype: Any) -> Array:
+        """``x`` (an array, a Python number or a size from :meth:`shape`) converted to
+        ``dtype``: a name (``"float32"``, ``"float64"``, ``"float16"``, ``"bfloat16"``,
+        ``"int32"``, ``"int64"``, ``"bool"``) or an array whose dtype to take. Differentiable
+        between float dtypes."""
+        raise NotImplementedError
+
+    def batch_size(self, x: Array) -> Any:
+        """The size of ``x``'s first axis as a number usable in arithmetic with arrays of
+        ``x``'s dtype, also while a graph is traced (TensorFlow's ``tf.function``, where
+        :meth:`shape` may give an int32 tensor that cannot be mixed with float arrays):
+        ``ops.sum(x) / ops.batch_size(x)``."""
+        raise NotImplementedError
+
+    def trace(self, fn: Callable[..., Array]) -> Callable[..., Array]:
+        """``fn`` as this backend's trainers run it: compiled (TensorFlow: a
+        ``tf.function`` whose batch sizes are unknown while it is traced), or ``fn``
+        itself where trainers run eagerly. The conformance suite evaluates plugins
+        through it, so a plugin that only works eagerly fails there as in training."""
+        return fn
+
     def batch_sum_squares(self, x: Array) -> Array:
         """Per-sample sum of squares over every non-batch axis: shape (batch,)."""
         n = len(self.shape(x))
@@ -240,6 +261,18 @@ class NumpyOps(Ops):
 
     def ones_like(self, x):
         return np.ones_like(x)
+
+    def cast(self, x, dtype):
+        if hasattr(dtype, "dtype"):
+            dtype = dtype.dtype
+        elif dtype == "bfloat16":
+            import ml_dtypes  # numpy has no bfloat16 of its own
+
+            dtype = ml_dtypes.bfloat16
+        return np.asarray(x).astype(dtype)
+
+    def batch_size(self, x):
+        return float(np.shape(x)[0])
 
     def random_uniform(self, shape, like=None):
         return self._rng.random(tuple(shape)).astype(self.dtype)

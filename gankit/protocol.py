@@ -16,7 +16,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gankit.ops import Array, Ops
 
-LossFamily = Literal["minimax", "wasserstein", "hinge", "least_squares", "relativistic", "other"]
+LossFamily = Literal["minimax", "wasserstein", "hinge", "least_squares", "relativistic", "f_divergence", "other"]
+"""``LossMeta.family``: which mathematics the conformance suite holds a loss to (see
+:mod:`gankit.conformance.families` and docs/losses.md). A family fixes the canonical
+per-sample terms of the D loss (and where known the G loss), so the suite checks the
+optimal discriminator under unequal p, q (``loss.optimal_discriminator``) and the
+gradients out to extreme logits (``loss.asymptotes``) against them:
+
+* ``minimax`` — sigmoid cross-entropy: D* = p (1 - s) / (p + q) with one-sided label
+  smoothing ``params.label_smoothing`` = s (0 without); the generator is -log D(G(z))
+  when ``saturating`` is False, log(1 - D(G(z))) when True.
+* ``least_squares`` — D = 1/2 E(r - b)^2 + 1/2 E(f - a)^2, G = 1/2 E(f - c)^2 with
+  targets ``params.a``, ``b``, ``c`` (defaults 0, 1, 1): D* = (b p + a q) / (p + q).
+* ``hinge`` — D = E relu(1 - r) + E relu(1 + f): D* = sign(p - q) (the generator is open).
+* ``wasserstein`` — D = E f - E r, G = -E f: no optimum; the slope per point is q - p.
+* ``f_divergence`` — an f-GAN (Nowozin et al. 2016) named by ``LossMeta.divergence``
+  (``kl``, ``reverse_kl``, ``pearson``, ``jensen_shannon``): D* = f'(p / q) through the
+  output activation, where the expected D loss is -D_f(p || q).
+* ``relativistic`` — compares real with fake logits: no per-family optimum or asymptote
+  (the generic checks still run).
+* ``other`` — anything else: only the declared properties and the generic checks.
+"""
 
 #: Names of the mathematical properties a loss can declare (checked by the conformance suite).
 LOSS_PROPERTIES = (
@@ -24,7 +44,7 @@ LOSS_PROPERTIES = (
     "batch_order_invariant",   # permuting the batch leaves the value unchanged
     "mean_reduced",            # duplicating the batch leaves the value unchanged
     "monotone",                # higher real logits never raise the D loss, etc.
-    "optimal_discriminator",   # minimax: D* = p / (p + q), value log 4 at D = 1/2
+    "optimal_discriminator",   # D loss minimal at the family's D* (implied by a family that has one)
     "shift_invariant",         # adding a constant to every logit changes nothing
     "hinge_margin",            # zero D loss once real >= 1 and fake <= -1
     "least_squares_targets",   # minimised at the configured targets
@@ -56,6 +76,9 @@ class LossMeta:
     paper: str
     #: Whether the generator loss reads the real logits (relativistic losses do).
     generator_needs_real: bool = False
+    #: For family ``f_divergence``: which f (``kl``, ``reverse_kl``, ``pearson``,
+    #: ``jensen_shannon``); None otherwise.
+    divergence: str | None = None
 
     def __post_init__(self):
         unknown = set(self.properties) - set(LOSS_PROPERTIES)

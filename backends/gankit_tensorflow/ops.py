@@ -128,6 +128,32 @@ class TensorFlowOps(Ops):
         dynamic = tf.shape(x)
         return tuple(int(d) if d is not None else dynamic[i] for i, d in enumerate(static))
 
+    def cast(self, x, dtype):
+        dtype = dtype.dtype if isinstance(dtype, (tf.Tensor, tf.Variable)) else tf.as_dtype(dtype)
+        return tf.cast(x, dtype)
+
+    def batch_size(self, x):
+        n = x.shape[0] if isinstance(x, (tf.Tensor, tf.Variable)) else np.shape(x)[0]
+        if n is not None:
+            return float(n)
+        # Unknown while tracing: tf.shape gives an int32 tensor; as x's dtype it mixes.
+        return tf.cast(tf.shape(x)[0], x.dtype)
+
+    def trace(self, fn):
+        """``fn`` as a ``tf.function`` without autograph, its inputs' first axis of
+        unknown size, as the training step traces losses and penalties."""
+        traced = {}
+
+        def call(*xs):
+            xs = [tf.convert_to_tensor(x) for x in xs]
+            key = tuple((x.dtype, x.shape.rank) for x in xs)
+            if key not in traced:
+                sig = [tf.TensorSpec([None] + x.shape.as_list()[1:] if x.shape.rank else [], x.dtype) for x in xs]
+                traced[key] = tf.function(fn, input_signature=sig, autograph=False)
+            return traced[key](*xs)
+
+        return call
+
     def zeros_like(self, x):
         return tf.zeros_like(x)
 

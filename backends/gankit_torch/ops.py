@@ -188,6 +188,15 @@ class TorchOps(Ops):
     def ones_like(self, x):
         return torch.ones_like(x)
 
+    def cast(self, x, dtype):
+        dt = dtype.dtype if isinstance(dtype, torch.Tensor) else to_dtype(dtype)
+        if isinstance(x, torch.Tensor):
+            return x.to(dt)
+        return torch.as_tensor(x, dtype=dt, device=self.device)
+
+    def batch_size(self, x):
+        return float(x.shape[0])  # a Python number takes the dtype of the array it meets
+
     # -- random -----------------------------------------------------------------
     def _draw(self, kind, shape, like):
         dtype = like.dtype if isinstance(like, torch.Tensor) and like.is_floating_point() else self.dtype

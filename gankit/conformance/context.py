@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gankit.conformance.numerics import TOLERANCES, Tolerance, as_float64, round_to
+from gankit.conformance.core import NotApplicable
+from gankit.conformance.numerics import TOLERANCES, Tolerance, as_float64, representable, round_to
 from gankit.conformance.strategies import LOW_PRECISION_SHARE, PROFILES, draw_examples, run_property
 from gankit.ops import NumpyOps
 
@@ -34,8 +35,27 @@ class Evaluation:
 
 def reference(loss, side: str, real, fake) -> float:
     """The loss evaluated with the numpy reference ops in float64."""
-    return float(np.asarray(call_loss(loss, REFERENCE_OPS, side, np.asarray(real, np.float64),
-                                      np.asarray(fake, np.float64))))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return float(np.asarray(call_loss(loss, REFERENCE_OPS, side, np.asarray(real, np.float64),
+                                          np.asarray(fake, np.float64))))
+
+
+class OutOfRange(NotApplicable):
+    """The example's exact loss is beyond the range of the dtype under test (a loss with
+    values near 1e6 in float16): the example is skipped, not failed (and a check with no
+    example left does not apply)."""
+
+
+def traced(handle, dtype: str, key, make):
+    """``ops.trace(make(ops))`` for a backend and dtype, made once per ``key`` and reused:
+    plugins run under the tracing the backend's trainers use (a ``tf.function`` on
+    TensorFlow), and each is traced once, not once per example."""
+    cache = handle.__dict__.setdefault("_traced", {})
+    full = (dtype, key)
+    if full not in cache:
+        ops = handle.ops(dtype)
+        cache[full] = (ops, ops.trace(make(ops)))
+    return cache[full]
 
 
 class Context:
@@ -74,14 +94,28 @@ class Context:
         profile = self.suite.profile
         n = int(round(max(1.0, PROFILES[profile]["max_examples"] * share
                           * (LOW_PRECISION_SHARE if self.dtype in ("float16", "bfloat16") else 1.0))))
+        skipped, ran = [], []
+
+        def guarded(example):
+            try:
+                body(example)
+                ran.append(1)
+            except OutOfRange as exc:
+                skipped.append(str(exc))
+
         if not PROFILES[profile]["derandomize"]:
-            run_property(strategy, body, profile=profile, key=self.case.id, examples=n)
-            return
+            run_property(strategy, guarded, profile=profile, key=self.case.id, examples=n)
+        else:
+            self._replay(strategy, guarded, key, n)
+        if skipped and not ran:
+            raise NotApplicable(f"every example is out of {self.dtype}'s range ({skipped[0]})")
+
+    def _replay(self, strategy, body, key, n):
         equal = getattr(self.subject, "unequal_sizes_ok", None)
         cache_key = (self.spec.name, key, self.dtype, equal, n)
         examples = self.suite.cache.get(cache_key)
         if examples is None:
-            examples = draw_examples(strategy, profile=profile, key="/".join(map(str, cache_key)), examples=n)
+            examples = draw_examples(strategy, profile=self.suite.profile, key="/".join(map(str, cache_key)), examples=n)
             self.suite.cache[cache_key] = examples
         for example in examples:
             body(example)
@@ -93,10 +127,17 @@ class Context:
         dtype = dtype or self.dtype
         ops = handle.ops(dtype)
         loss = self.subject.loss
-        value, grads = ops.value_and_grad(lambda r, f: call_loss(loss, ops, side, r, f),
-                                          np.asarray(real, np.float64), np.asarray(fake, np.float64), dtype=dtype)
+        ops, fn = traced(handle, dtype, (id(loss), side),
+                         lambda ops: lambda r, f: call_loss(loss, ops, side, r, f))
+        value, grads = ops.value_and_grad(fn, np.asarray(real, np.float64), np.asarray(fake, np.float64),
+                                          dtype=dtype)
         g_real, g_fake = (as_float64(g) for g in grads)
-        return Evaluation(float(value), g_real.reshape(np.shape(real)), g_fake.reshape(np.shape(fake)))
+        got = Evaluation(float(value), g_real.reshape(np.shape(real)), g_fake.reshape(np.shape(fake)))
+        if not representable(dtype, got.value, got.real, got.fake):
+            exact = self.reference(side, real, fake)
+            if not representable(dtype, exact):
+                raise OutOfRange(f"the exact {side} loss is {exact!r}")
+        return got
 
     def reference(self, side: str, real, fake) -> float:
         return reference(self.subject.loss, side, real, fake)

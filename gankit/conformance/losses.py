@@ -8,22 +8,24 @@ Declared metadata is read from the loss *instance* (label smoothing changes it).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from hypothesis import strategies as st
 
 from gankit.conformance import strategies as S
-from gankit.conformance.context import SIDES, Evaluation
+from gankit.conformance.context import SIDES, Evaluation, OutOfRange
 from gankit.conformance.core import NotApplicable, check, declared, fail, require
+from gankit.conformance.families import canon
 from gankit.conformance.numerics import (
     DTYPES,
+    EPS,
+    TOLERANCES,
+    derivatives,
     fmt,
     grad_tolerance,
-    one_sided_differences,
+    gradient_matches,
+    representable,
     round_to,
     value_tolerance,
-    within,
 )
 
 
@@ -40,28 +42,41 @@ def _close_values(ctx, got: float, want: float, what: str, *inputs, factor: floa
     if not (np.isfinite(got) and np.isfinite(want)):
         fail(f"{what}: {fmt(got)} where {fmt(want)} was expected: not finite on {ctx.where}")
     if not abs(got - want) <= tol:
-        fail(f"{what}: {fmt(got)} where {fmt(want)} was expected (|diff| {abs(got - want):.3g} > tolerance "
-             f"{tol:.3g}) on {ctx.where}")
+        fail(f"{what}: {fmt(got)} where {fmt(want)} was expected (|diff| {abs(got - want)!r} > tolerance "
+             f"{tol!r}) on {ctx.where}")
 
 
 def _close_grads(ctx, got: np.ndarray, want: np.ndarray, what: str, batch: int, factor: float = 1.0) -> None:
     tol = factor * grad_tolerance(ctx.dtype, want, batch)
     if got.shape != want.shape or not np.all(np.isfinite(got)) or np.max(np.abs(got - want), initial=0) > tol:
-        fail(f"{what}: gradient {fmt(got)} where {fmt(want)} was expected (tolerance {tol:.3g}) on {ctx.where}")
+        fail(f"{what}: gradient {fmt(got)} where {fmt(want)} was expected (tolerance {tol!r}) on {ctx.where}")
+
+
+def _reference_derivatives(ctx, side, real, fake):
+    return derivatives(lambda r, f: ctx.reference(side, r, f), [real, fake])
 
 
 def _against_reference(ctx, side: str, real, fake, got: Evaluation) -> None:
-    """Value and gradients of one evaluation against the numpy reference; gradients
-    against one-sided finite differences, so a subgradient at a kink is accepted."""
+    """Value and gradients of one evaluation against the numpy reference in float64;
+    gradients against Richardson-extrapolated finite differences with their own error
+    estimate (a subgradient is accepted at a kink). An example whose exact value is
+    beyond the dtype's range is skipped."""
     want = ctx.reference(side, real, fake)
+    if not representable(ctx.dtype, want):
+        raise OutOfRange(f"the exact {side} loss at {_at(real, fake)} is {want!r}")
     _close_values(ctx, got.value, want, f"{side} loss at {_at(real, fake)}: value", real, fake)
-    diffs = one_sided_differences(lambda r, f: ctx.reference(side, r, f), [real, fake])
-    for name, g, (left, right) in zip(("real", "fake"), (got.real, got.fake), diffs):
-        tol = grad_tolerance(ctx.dtype, (left + right) / 2, max(len(real), len(fake)))
-        ok = within(g, left, right, tol) & np.isfinite(g)
+    diffs = _reference_derivatives(ctx, side, real, fake)
+    for name, g, d in zip(("real", "fake"), (got.real, got.fake), diffs):
+        tol = grad_tolerance(ctx.dtype, d.central, max(len(real), len(fake)))
+        if not representable(ctx.dtype, d.central):
+            raise OutOfRange(f"the exact gradient of the {side} loss at {_at(real, fake)} is {fmt(d.central)}")
+        ok = gradient_matches(g, d, tol)
         if not ok.all():
+            k = int(np.argmin(ok))
             fail(f"{side} loss at {_at(real, fake)}: gradient wrt {name} logits is {fmt(g)}, the numpy "
-                 f"reference's finite differences give {fmt((left + right) / 2)} (tolerance {tol:.3g}) on {ctx.where}")
+                 f"reference's finite differences give {fmt(d.central)} (element {k}: {g.ravel()[k]!r} vs "
+                 f"{d.central.ravel()[k]!r}, tolerance {tol!r} + finite-difference error "
+                 f"{d.error.ravel()[k]!r}) on {ctx.where}")
 
 
 def _finite(ctx, side, real, fake, e: Evaluation) -> None:
@@ -83,38 +98,83 @@ def reference_agreement(ctx):
     ctx.forall(_batches(ctx), body)
 
 
-@check("loss.backends_agree", "value and gradient agree between backends", dtypes=DTYPES, across=True)
-def backends_agree(ctx):
+#: Extreme logits per dtype: beyond the +-20 the examples are drawn from, where a
+#: clamp (at +-30, or on one backend only) or a naive formula shows. float16 stops at
+#: +-100: a squared logit beyond ~250 overflows its 65504.
+EXTREMES = {"float64": (50.0, 1e3), "float32": (50.0, 1e3), "bfloat16": (50.0, 1e3), "float16": (50.0, 100.0)}
+
+
+def _extreme_batches(ctx):
+    """(real, fake) pairs at and beyond the extremes: one sample far out, the rest moderate,
+    and whole batches far out in each direction."""
+    out = []
+    for e in EXTREMES[ctx.dtype]:
+        for s in (1.0, -1.0):
+            out.append((np.array([s * e, 0.5, -1.0]), np.array([0.25, -0.5, 1.5])))
+            out.append((np.array([0.25, -0.5, 1.5]), np.array([s * e, 0.5, -1.0])))
+            out.append((np.full(3, s * e), np.full(3, -s * e)))
+    return out
+
+
+def _each_example(ctx, examples, body) -> int:
+    """Run ``body`` on fixed examples, skipping those out of the dtype's range; n/a if all are."""
+    ran, skipped = 0, []
+    for real, fake in examples:
+        try:
+            body(*ctx.round(real, fake))
+            ran += 1
+        except OutOfRange as exc:
+            skipped.append(str(exc))
+    if skipped and not ran:
+        raise NotApplicable(f"every example is out of {ctx.dtype}'s range ({skipped[0]})")
+    return ran
+
+
+def _agree(ctx, real, fake):
     first, others = ctx.backends[0], ctx.backends[1:]
+    n = max(len(real), len(fake))
+    for side in SIDES:
+        base = ctx.evaluate(side, real, fake, backend=first)
+        diffs = None
+        for other in others:
+            got = ctx.evaluate(side, real, fake, backend=other)
+            if not (np.isfinite(base.value) and np.isfinite(got.value)):
+                fail(f"{side} loss at {_at(real, fake)} {ctx.dtype}: not finite ({first.name} gives "
+                     f"{fmt(base.value)}, {other.name} gives {fmt(got.value)})")
+            tol_v = 2 * value_tolerance(ctx.dtype, base.value, real, fake)
+            if not abs(got.value - base.value) <= tol_v:
+                fail(f"{side} loss at {_at(real, fake)} {ctx.dtype}: {first.name} gives {fmt(base.value)}, "
+                     f"{other.name} gives {fmt(got.value)} (|diff| {abs(got.value - base.value)!r} > tolerance "
+                     f"{tol_v!r})")
+            for name, a, b, k in (("real", base.real, got.real, 0), ("fake", base.fake, got.fake, 1)):
+                tol = 2 * grad_tolerance(ctx.dtype, a, n)
+                if np.max(np.abs(a - b), initial=0) <= tol:
+                    continue
+                # At a kink backends may pick different subgradients: accept both
+                # when both lie between the one-sided derivatives.
+                diffs = diffs or _reference_derivatives(ctx, side, real, fake)
+                d = diffs[k]
+                if not (gradient_matches(a, d, tol).all() and gradient_matches(b, d, tol).all()):
+                    fail(f"{side} loss at {_at(real, fake)} {ctx.dtype}: gradient wrt {name} logits is "
+                         f"{fmt(a)} on {first.name}, {fmt(b)} on {other.name} (tolerance {tol!r})")
 
-    def body(example):
-        real, fake = ctx.round(*example)
-        n = max(len(real), len(fake))
+
+@check("loss.backends_agree", "value and gradient agree between backends, out to extreme logits",
+       dtypes=DTYPES, across=True)
+def backends_agree(ctx):
+    ctx.forall(_batches(ctx), lambda example: _agree(ctx, *ctx.round(*example)))
+    _each_example(ctx, _extreme_batches(ctx), lambda r, f: _agree(ctx, r, f))
+
+
+@check("loss.extremes", "value and gradient agree with the numpy reference at logits of +-50 and +-1e3 "
+       "(+-100 in float16)", dtypes=DTYPES)
+def extremes(ctx):
+    def body(real, fake):
         for side in SIDES:
-            base = ctx.evaluate(side, real, fake, backend=first)
-            diffs = None
-            for other in others:
-                got = ctx.evaluate(side, real, fake, backend=other)
-                if not (np.isfinite(base.value) and np.isfinite(got.value)):
-                    fail(f"{side} loss at {_at(real, fake)} {ctx.dtype}: not finite ({first.name} gives "
-                         f"{fmt(base.value)}, {other.name} gives {fmt(got.value)})")
-                tol_v = 2 * value_tolerance(ctx.dtype, base.value, real, fake)
-                if not abs(got.value - base.value) <= tol_v:
-                    fail(f"{side} loss at {_at(real, fake)} {ctx.dtype}: {first.name} gives {fmt(base.value)}, "
-                         f"{other.name} gives {fmt(got.value)} (tolerance {tol_v:.3g})")
-                for name, a, b, k in (("real", base.real, got.real, 0), ("fake", base.fake, got.fake, 1)):
-                    tol = 2 * grad_tolerance(ctx.dtype, a, n)
-                    if np.max(np.abs(a - b), initial=0) <= tol:
-                        continue
-                    # At a kink backends may pick different subgradients: accept both
-                    # when both lie between the one-sided derivatives.
-                    diffs = diffs or one_sided_differences(lambda r, f: ctx.reference(side, r, f), [real, fake])
-                    left, right = diffs[k]
-                    if not (within(a, left, right, tol).all() and within(b, left, right, tol).all()):
-                        fail(f"{side} loss at {_at(real, fake)} {ctx.dtype}: gradient wrt {name} logits is "
-                             f"{fmt(a)} on {first.name}, {fmt(b)} on {other.name} (tolerance {tol:.3g})")
+            _against_reference(ctx, side, real, fake, ctx.evaluate(side, real, fake))
 
-    ctx.forall(_batches(ctx), body)
+    n = _each_example(ctx, _extreme_batches(ctx), body)
+    return f"{n} extreme examples, logits up to +-{EXTREMES[ctx.dtype][-1]:g}"
 
 
 # -- numerics -----------------------------------------------------------------------
@@ -129,10 +189,11 @@ def finite_at_extremes(ctx):
         (np.array([e, -e, 0.0, 1.0]), np.array([-e, e, 1.0, 0.0])),
         (np.array([e]), np.array([-e])), (np.array([-e]), np.array([e])),
     ]
-    for real, fake in cases:
-        real, fake = ctx.round(real, fake)
+    def body(real, fake):
         for side in SIDES:
             _finite(ctx, side, real, fake, ctx.evaluate(side, real, fake))
+
+    _each_example(ctx, cases, body)
     return f"logits +-{e:g}"
 
 
@@ -260,55 +321,179 @@ def saturation(ctx):
 # -- families -----------------------------------------------------------------------
 #: Two discrete distributions p (real) and q (fake) on a few points, as sample counts.
 #: A batch holds each point as often as its count, so a batch mean is an expectation.
-DISCRETE_PAIRS = (((4, 2, 1, 1), (1, 1, 2, 4)), ((1, 3), (3, 1)), ((3, 1, 2, 2), (1, 3, 2, 2)))
+#: The last pair has batches of different sizes (skipped for pairwise losses).
+DISCRETE_PAIRS = (((4, 2, 1, 1), (1, 1, 2, 4)), ((1, 3), (3, 1)), ((3, 1, 2, 2), (1, 3, 2, 2)),
+                  ((2, 1, 1), (1, 2, 3)))
 
 
-def _jsd(p, q) -> float:
-    m = (p + q) / 2
-    return float(0.5 * np.sum(p * np.log(p / m)) + 0.5 * np.sum(q * np.log(q / m)))
+def _has_optimum(subject) -> str | None:
+    meta = subject.meta
+    form = canon(subject.loss)
+    if form is not None and (form.optimum is not None or meta.family == "wasserstein"):
+        return None
+    if "optimal_discriminator" in meta.properties:
+        return None
+    return (f"family {meta.family!r} has no known optimal discriminator (and the loss does not declare "
+            "'optimal_discriminator')")
 
 
-@check("loss.optimal_discriminator", "minimax: the expected D loss over known p, q is minimised at "
-       "D* = p/(p+q) (value log 4 - 2 JSD), and equals log 4 at D = 1/2",
-       dtypes=DTYPES, applies=declared("optimal_discriminator"))
+@check("loss.optimal_discriminator", "over known unequal p, q the expected D loss is stationary and minimal "
+       "at the family's D* (minimax with label smoothing: p(1-s)/(p+q); least squares: (bp+aq)/(p+q); hinge: "
+       "sign(p-q); f-GAN: f'(p/q)) with the family's value there; wasserstein: slope q - p",
+       dtypes=DTYPES, applies=_has_optimum)
 def optimal_discriminator(ctx):
+    form = canon(ctx.subject.loss)
+    if form is None:  # declared without a known family: the minimax optimum
+        from gankit.conformance.families import Canon, _sig, _sp
+
+        form = Canon("minimax", lambda r: _sp(-r), _sp, lambda r: -_sig(-r), _sig, None,
+                     optimum=lambda p, q: np.log(p / q))
+    checked = []
     for cp, cq in DISCRETE_PAIRS:
         cp, cq = np.array(cp), np.array(cq)
+        if cp.sum() != cq.sum() and not ctx.subject.unequal_sizes_ok:
+            continue
         p, q = cp / cp.sum(), cq / cq.sum()
         idx_r, idx_f = np.repeat(np.arange(len(p)), cp), np.repeat(np.arange(len(q)), cq)
 
         def at(logits):
             logits = round_to(logits, ctx.dtype)
-            e = ctx.evaluate("discriminator", logits[idx_r], logits[idx_f])
+            real, fake = logits[idx_r], logits[idx_f]
+            e = ctx.evaluate("discriminator", real, fake)
             grad = np.zeros(len(logits))
             np.add.at(grad, idx_r, e.real)
             np.add.at(grad, idx_f, e.fake)
-            return e.value, grad
+            size = np.zeros(len(logits))
+            np.add.at(size, idx_r, np.abs(e.real))
+            np.add.at(size, idx_f, np.abs(e.fake))
+            return e.value, grad, size, logits
 
-        # D* = p / (p + q) is the logit log(p / q).
-        best = np.log(p / q)
-        value, grad = at(best)
-        want = math.log(4) - 2 * _jsd(p, q)
-        what = f"D loss at D* = p/(p+q) for p={fmt(p)}, q={fmt(q)}"
-        _close_values(ctx, value, want, what + " (log 4 - 2 JSD(p, q))", best)
-        _close_grads(ctx, grad, np.zeros_like(grad), what + " is not stationary; d/d logit", 1)
+        where = f"p={fmt(p)} (real batch {fmt(cp)}), q={fmt(q)} (fake batch {fmt(cq)}), {form.what}"
+        if form.optimum is None:  # wasserstein: linear, the slope per point is q - p
+            logits = np.linspace(-1.0, 1.0, len(p))
+            value, grad, _, logits = at(logits)
+            _close_grads(ctx, grad, q - p, f"expected critic loss for {where}: slope per point (q - p)", 1)
+            _close_values(ctx, value, form.expected(logits, p, q), f"expected critic loss for {where}", logits)
+            checked.append("slope q - p")
+            continue
+        with np.errstate(divide="ignore"):
+            best = form.optimum(p, q)
+        value, grad, size, best = at(best)
+        want = form.expected(best, p, q)
+        what = f"expected D loss at D* (logits {fmt(best)}) for {where}"
+        if not representable(ctx.dtype, want):
+            continue
+        _close_values(ctx, value, want, what + ": value", best)
+        if ctx.subject.meta.family != "hinge":  # a kink at D*: minimality below says enough
+            tol = grad_tolerance(ctx.dtype, size, 1)
+            if np.max(np.abs(grad)) > tol:
+                fail(f"{what} is not stationary: d/d logit per point is {fmt(grad)} (tolerance {tol!r}) on "
+                     f"{ctx.where}; a term weighted or targeted differently from the family's canonical form?")
         for k in range(len(p)):
             for delta in (-0.5, 0.5):
                 moved = best.copy()
                 moved[k] += delta
-                other, _ = at(moved)
+                other = at(moved)[0]
                 if other < value - value_tolerance(ctx.dtype, value, moved):
                     fail(f"{what} is not the minimum: moving the logit of point {k} by {delta:+g} lowers the "
                          f"expected D loss from {fmt(value)} to {fmt(other)} on {ctx.where}")
+        checked.append(f"D* {fmt(best)}")
+    if not checked:
+        raise NotApplicable(f"the optimum's values are out of {ctx.dtype}'s range")
+    return f"{form.what}: {len(checked)} pairs p, q"
 
-    def half(example):
-        n, m = example
-        e = ctx.evaluate("discriminator", np.zeros(n), np.zeros(m))
-        _close_values(ctx, e.value, math.log(4), f"D loss at D = 1/2 (zero logits, batches {n} and {m})")
 
-    sizes = st.integers(1, 8)
-    ctx.forall(st.tuples(sizes, sizes) if ctx.subject.unequal_sizes_ok else sizes.map(lambda n: (n, n)), half,
-               share=0.5)
+#: Per-sample gradients are compared with the family's at these logits (the other
+#: batch at 0); the generic check compares the slope at +-20 with the slope beyond.
+def _ray(ctx):
+    return (-EXTREMES[ctx.dtype][1], -EXTREMES[ctx.dtype][0], -20.0, 20.0, *EXTREMES[ctx.dtype])
+
+
+@check("loss.asymptotes", "per-sample gradients out to +-1e3 follow the family's canonical ones (e.g. the "
+       "non-saturating G gradient -> -1 as D(G(z)) -> 0), and never go flat beyond +-20 where they were not",
+       dtypes=DTYPES)
+def asymptotes(ctx):
+    loss = ctx.subject.loss
+    form = canon(loss)
+    n = 2
+    slopes = {}
+    for x in _ray(ctx):
+        batches = {"discriminator/real": (np.full(n, x), np.zeros(n)), "discriminator/fake": (np.zeros(n), np.full(n, x)),
+                   "generator/fake": (np.zeros(n), np.full(n, x))}
+        for key, (real, fake) in batches.items():
+            side, which = key.split("/")
+            real, fake = ctx.round(real, fake)
+            try:
+                e = ctx.evaluate(side, real, fake)
+            except OutOfRange:
+                continue
+            g = (e.real if which == "real" else e.fake) * n
+            slopes[key, x] = g
+            if form is None:
+                continue
+            expect = {"discriminator/real": form.da, "discriminator/fake": form.db, "generator/fake": form.dg}[key]
+            if expect is None:
+                continue
+            with np.errstate(over="ignore"):
+                want = np.asarray(expect(np.full(n, float(real[0] if which == "real" else fake[0]))), float)
+            if not representable(ctx.dtype, want, e.value):
+                continue
+            tol = TOLERANCES[ctx.dtype].grad * (np.max(np.abs(want)) + 1.0)
+            if not (np.all(np.isfinite(g)) and np.max(np.abs(g - want)) <= tol):
+                fail(f"{side} loss, {which} logits all {x:g} (the other batch 0): gradient per sample is {fmt(g)}, "
+                     f"the {form.what} family's is {fmt(want)} (tolerance {tol!r}) on {ctx.where}"
+                     "; a clamp, an epsilon inside a log, or probabilities where logits belong?")
+    # Generic, where the family says nothing: a slope alive at +-20 does not vanish at
+    # every logit further out (a clamp does exactly that).
+    known = {"discriminator/real": form and form.da, "discriminator/fake": form and form.db,
+             "generator/fake": form and form.dg}
+    for key in (k for k, v in known.items() if v is None):
+        for sign in (1.0, -1.0):
+            near = slopes.get((key, sign * 20.0))
+            if near is None or not np.all(np.isfinite(near)) or np.min(np.abs(near)) < 1e-2:
+                continue
+            far = [slopes.get((key, sign * e)) for e in EXTREMES[ctx.dtype]]
+            if all(f is not None and np.max(np.abs(f)) <= 1e-6 * np.min(np.abs(near)) for f in far):
+                side, which = key.split("/")
+                fail(f"{side} loss, {which} logits all {sign * EXTREMES[ctx.dtype][0]:g} and "
+                     f"{sign * EXTREMES[ctx.dtype][1]:g}: gradients per sample {fmt(far[0])}, {fmt(far[1])} are flat, "
+                     f"but {fmt(near)} at {sign * 20:g} on {ctx.where}: the loss stops changing beyond some logit "
+                     "(a clamp?)")
+    return f"{form.what} family's gradients and no flat tail" if form else "no flat tail"
+
+
+@check("loss.precision", "at float64 (float32) the loss resolves logit changes far below float32's (float16's) "
+       "resolution: it computes in the dtype it is given", dtypes=("float64", "float32"))
+def precision(ctx):
+    lower = {"float64": "float32", "float32": "float16"}[ctx.dtype]
+    rng = np.random.default_rng(5)
+    done = 0
+    for trial in range(6):
+        n = 4
+        real, fake = ctx.round(rng.uniform(-3, 3, n), rng.uniform(-3, 3, n))
+        signs_r, signs_f = rng.choice([-1.0, 1.0], n), rng.choice([-1.0, 1.0], n)
+        for side in SIDES:
+            base = ctx.evaluate(side, real, fake)
+            sr, sf = signs_r * np.maximum(1, np.abs(real)), signs_f * np.maximum(1, np.abs(fake))
+            slope = float(np.dot(base.real, sr) + np.dot(base.fake, sf))
+            if not np.isfinite(slope) or abs(slope) < 1e-3 * (1 + abs(base.value)):
+                continue
+            # A step changing the value by ~4096 ulps of this dtype, far below one ulp of `lower`.
+            t = 4096 * EPS[ctx.dtype] * (1 + abs(base.value)) / abs(slope)
+            if t * max(np.max(np.abs(sr)), np.max(np.abs(sf))) > EPS[lower] / 16:
+                continue
+            r2, f2 = ctx.round(real + t * sr, fake + t * sf)
+            predicted = float(np.dot(base.real, r2 - real) + np.dot(base.fake, f2 - fake))
+            got = ctx.evaluate(side, r2, f2).value - base.value
+            tol = 0.25 * abs(predicted) + 64 * EPS[ctx.dtype] * (1 + abs(base.value))
+            if not abs(got - predicted) <= tol:
+                fail(f"{side} loss at {_at(real, fake)}: moving the logits by ~{t:.3g} (relative) changes the value "
+                     f"by {got!r}, its gradient predicts {predicted!r} (tolerance {tol!r}) on {ctx.where}: the "
+                     f"loss does not resolve {ctx.dtype} differences; does it compute in {lower} or lower?")
+            done += 1
+    if not done:
+        raise NotApplicable("the loss's gradient is too small against its value to probe its precision")
+    return f"{done} probes"
 
 
 @check("loss.shift_invariant", "adding one constant to every logit changes nothing (wasserstein: "

@@ -89,8 +89,9 @@ class _SmoothedLoss(gankit.Loss):
         if self.params.label_smoothing > 0:
             # A real target below 1 moves the optimum of the real term to the finite
             # logit log((1 - alpha) / alpha): the D loss is no longer monotone in the
-            # real logits and D* is no longer p / (p + q). Declare only what holds.
-            dropped = ("monotone", "optimal_discriminator")
+            # real logits. (D* becomes p (1 - alpha) / (p + q): the conformance suite
+            # reads alpha from the params and checks that optimum.) Declare only what holds.
+            dropped = ("monotone",)
             self.meta = dataclasses.replace(
                 type(self).meta,
                 properties=tuple(p for p in type(self).meta.properties if p not in dropped),
@@ -328,6 +329,131 @@ class RelativisticAverage(gankit.Loss):
         return self._both_ways(ops, fake_logits, real_logits)
 
 
+class _FGan(gankit.Loss):
+    """Shared shape of the f-GAN losses (Nowozin, Cseke & Tomioka 2016).
+
+    The discriminator's logit v passes through the output activation g_f; the
+    discriminator maximises the variational bound E_p[g_f(v_r)] - E_q[f*(g_f(v_f))] of
+    D_f(p || q), so its loss is the negated bound. The generator maximises E_q[g_f(v_f)]
+    (the paper's practical, non-saturating choice, section 3.2). At the optimal
+    discriminator, g_f(v) = f'(p / q), the D loss equals -D_f(p || q).
+    """
+
+    params_model = gankit.NoParams
+
+    def real_term(self, ops, r):
+        """-g_f(r): the discriminator's loss on one real logit."""
+        raise NotImplementedError
+
+    def fake_term(self, ops, f):
+        """f*(g_f(f)): the discriminator's loss on one fake logit."""
+        raise NotImplementedError
+
+    def generator_term(self, ops, f):
+        """-g_f(f): the generator's loss on one fake logit."""
+        return self.real_term(ops, f)
+
+    def discriminator(self, ops, real_logits, fake_logits):
+        return ops.mean(self.real_term(ops, real_logits)) + ops.mean(self.fake_term(ops, fake_logits))
+
+    def generator(self, ops, fake_logits, real_logits=None):
+        return ops.mean(self.generator_term(ops, fake_logits))
+
+
+_F_PAPER = "Nowozin, Cseke & Tomioka 2016, f-GAN: Training Generative Neural Samplers using Variational Divergence Minimization (NeurIPS)"
+#: exp grows without bound: these losses are not finite at logits of 1e4 in any dtype.
+_F_PROPERTIES = ("batch_order_invariant", "mean_reduced", "monotone", "optimal_discriminator")
+
+
+class FGanKL(_FGan):
+    """f-GAN with the Kullback-Leibler divergence KL(p || q).
+
+    ``f(u) = u log u``; output activation ``g_f(v) = v``; conjugate ``f*(t) = exp(t - 1)``:
+    ``D = E[exp(f - 1)] - E[r]``, ``G = -E[f]``; D* has ``v = 1 + log(p/q)``. Values grow
+    like ``exp(f)``: near 1e5 at a fake logit of 12.5.
+
+    Source: Nowozin, Cseke & Tomioka 2016, "f-GAN" (NeurIPS), table 2.
+    """
+
+    meta = gankit.LossMeta(family="f_divergence", divergence="kl", saturating=False, properties=_F_PROPERTIES,
+                           formula="D = E[exp(f - 1)] - E[r];  G = -E[f]", paper=_F_PAPER)
+
+    def real_term(self, ops, r):
+        return -r
+
+    def fake_term(self, ops, f):
+        return ops.exp(f - 1.0)
+
+
+class FGanReverseKL(_FGan):
+    """f-GAN with the reverse Kullback-Leibler divergence KL(q || p).
+
+    ``f(u) = -log u``; ``g_f(v) = -exp(-v)``; ``f*(t) = -1 - log(-t)``, so
+    ``f*(g_f(v)) = v - 1``: ``D = E[exp(-r)] + E[f] - 1``, ``G = E[exp(-f)]``;
+    D* has ``v = log(p/q)``.
+
+    Source: Nowozin, Cseke & Tomioka 2016, "f-GAN" (NeurIPS), table 2.
+    """
+
+    meta = gankit.LossMeta(family="f_divergence", divergence="reverse_kl", saturating=False,
+                           properties=_F_PROPERTIES, formula="D = E[exp(-r)] + E[f] - 1;  G = E[exp(-f)]",
+                           paper=_F_PAPER)
+
+    def real_term(self, ops, r):
+        return ops.exp(-r)
+
+    def fake_term(self, ops, f):
+        return f - 1.0
+
+
+class FGanPearson(_FGan):
+    """f-GAN with the Pearson chi-squared divergence.
+
+    ``f(u) = (u - 1)^2``; ``g_f(v) = v``; ``f*(t) = t^2/4 + t``:
+    ``D = E[f^2/4 + f] - E[r]``, ``G = -E[f]``; D* has ``v = 2 (p/q - 1)``.
+
+    Source: Nowozin, Cseke & Tomioka 2016, "f-GAN" (NeurIPS), table 2.
+    """
+
+    meta = gankit.LossMeta(family="f_divergence", divergence="pearson", saturating=False,
+                           properties=("finite_at_extremes",) + _F_PROPERTIES[:2] + ("optimal_discriminator",),
+                           formula="D = E[f^2/4 + f] - E[r];  G = -E[f]", paper=_F_PAPER)
+
+    def real_term(self, ops, r):
+        return -r
+
+    def fake_term(self, ops, f):
+        return 0.25 * ops.square(f) + f
+
+
+class FGanJensenShannon(_FGan):
+    """f-GAN with the Jensen-Shannon divergence.
+
+    ``f(u) = u log u - (u + 1) log((u + 1)/2)``; ``g_f(v) = log 2 - softplus(-v)``;
+    ``f*(t) = -log(2 - exp(t))``, so ``f*(g_f(v)) = softplus(v) - log 2``:
+    ``D = E[softplus(-r)] + E[softplus(f)] - 2 log 2`` (the minimax D loss shifted by
+    log 4), ``G = E[softplus(-f)] - log 2``; D* has ``v = log(p/q)``, where the D loss
+    is ``-D_f(p || q) = -2 JSD(p, q)``.
+
+    Source: Nowozin, Cseke & Tomioka 2016, "f-GAN" (NeurIPS), table 2.
+    """
+
+    meta = gankit.LossMeta(family="f_divergence", divergence="jensen_shannon", saturating=False,
+                           properties=_FINITE_MEAN + ("monotone", "optimal_discriminator"),
+                           formula="D = E[softplus(-r)] + E[softplus(f)] - 2 log 2;  G = E[softplus(-f)] - log 2",
+                           paper=_F_PAPER)
+
+    _LOG2 = 0.6931471805599453
+
+    def real_term(self, ops, r):
+        # -g_f(r) = softplus(-r) - log 2
+        return ops.softplus(-r) - self._LOG2
+
+    def fake_term(self, ops, f):
+        # f*(g_f(f)) = -log(2 - 2 sigmoid(f)) = softplus(f) - log 2
+        return ops.softplus(f) - self._LOG2
+
+
 # -- registration ---------------------------------------------------------------
 LOSSES: dict[str, tuple[type[gankit.Loss], str]] = {
     "minimax": (Minimax, "Original saturating GAN loss: G minimises log(1 - D(G(z)))."),
@@ -337,6 +463,10 @@ LOSSES: dict[str, tuple[type[gankit.Loss], str]] = {
     "least_squares": (LeastSquares, "Least-squares loss towards targets a (fake), b (real), c (generator)."),
     "relativistic": (Relativistic, "Relativistic standard GAN (RSGAN): real and fake logits compared pairwise."),
     "relativistic_average": (RelativisticAverage, "Relativistic average GAN (RaSGAN): logits compared with the other batch's mean."),
+    "f_gan_kl": (FGanKL, "f-GAN, Kullback-Leibler: D = E exp(f - 1) - E r, G = -E f."),
+    "f_gan_reverse_kl": (FGanReverseKL, "f-GAN, reverse Kullback-Leibler: D = E exp(-r) + E f - 1, G = E exp(-f)."),
+    "f_gan_pearson": (FGanPearson, "f-GAN, Pearson chi^2: D = E[f^2/4 + f] - E r, G = -E f."),
+    "f_gan_js": (FGanJensenShannon, "f-GAN, Jensen-Shannon: the minimax D loss less 2 log 2, G = E softplus(-f) - log 2."),
 }
 """Every built-in loss: registered name -> (class, one-line description)."""
 
