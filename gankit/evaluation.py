@@ -50,6 +50,22 @@ class Evaluation:
     sampler: str = "plain"
     #: Under ``drs``: the share of generated candidates that were accepted.
     acceptance: float | None = None
+    #: Samples in the dataset the reals were drawn from (None: an endless sampler). When
+    #: ``num_samples`` exceeds it, the real set repeats images (drawn with replacement).
+    dataset_size: int | None = None
+
+    @property
+    def reals_repeated(self) -> bool:
+        """Whether the real samples repeat some of the dataset's (more asked than it holds)."""
+        return self.dataset_size is not None and self.num_samples > self.dataset_size
+
+    def reals_note(self) -> str | None:
+        """One line saying the reals were repeated, or None."""
+        if not self.reals_repeated:
+            return None
+        return (f"the dataset holds {self.dataset_size:,} samples, fewer than the {self.num_samples:,} scored: the real "
+                f"set repeats some of them (drawn with replacement), which understates its variety and biases "
+                f"FID, KID and precision/recall; use -n {self.dataset_size} or fewer for distinct reals")
 
     def to_json(self) -> dict[str, Any]:
         out = {"step": self.step, "num_samples": self.num_samples, "generator": self.generator,
@@ -57,6 +73,9 @@ class Evaluation:
                "skipped": self.skipped}
         if self.acceptance is not None:
             out["acceptance"] = round(self.acceptance, 6)
+        if self.reals_repeated:
+            out["reals_repeated"] = True
+            out["dataset_size"] = self.dataset_size
         return out
 
 
@@ -181,7 +200,15 @@ def evaluate(exp: "Experiment", *, num_samples: int | None = None, metrics: list
                       seconds=time.perf_counter() - start, skipped=skipped,
                       generator="ema" if _uses_ema(exp.trainer) else "generator", higher_is_better=better,
                       sampler=cfg.sampling.rejection if cfg.sampling.rejection != "none" else "plain",
-                      acceptance=acceptance)
+                      acceptance=acceptance, dataset_size=_dataset_size(exp.dataset))
+
+
+def _dataset_size(dataset) -> int | None:
+    """How many distinct samples a dataset holds (None for an endless sampler)."""
+    try:
+        return int(len(dataset))
+    except TypeError:
+        return None
 
 
 def maybe_evaluate(exp: "Experiment", step: int, directory: Path, board=None) -> Evaluation | None:
