@@ -142,9 +142,14 @@ def evaluate(run_dir: Path, num_samples: Optional[int], metric_names: tuple[str,
 @click.option("--drs-percentile", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               help="DRS's gamma as a percentile in [0, 1): higher is stricter (default: the run's sampling.drs_percentile; unset there: exact rejection sampling).")
 @click.option("--device", default="auto", show_default=True, help="Device: auto, cpu, cuda, ...")
+@click.option("--interpolate", "steps", type=click.IntRange(min=2), default=None,
+              help="Instead of samples: walks of STEPS points between random latent pairs, each pair as a "
+                   "straight (lerp) row and a spherical (slerp) row; one walk per class for a conditional generator.")
+@click.option("--walks", type=click.IntRange(min=1), default=None,
+              help="With --interpolate: how many walks (default 4; conditional: one per class, or per --label).")
 def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path: Path, seed: int,
            truncation: Optional[float], labels: tuple[int, ...], rejection: Optional[str],
-           drs_percentile: Optional[float], device: str):
+           drs_percentile: Optional[float], device: str, steps: Optional[int], walks: Optional[int]):
     """Draw samples from a trained generator: CHECKPOINT is a run directory or a checkpoint file.
 
     A checkpoint written by one backend samples on any other (--backend).
@@ -156,7 +161,14 @@ def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path:
 
     if out_path.suffix.lower() not in (".png", ".npy"):
         raise GankitError(f"--out {str(out_path)!r} must end in .png or .npy")
+    if steps is None and walks is not None:
+        raise GankitError("--walks applies to --interpolate", hint="e.g. --interpolate 8 --walks 4")
+    if steps is not None and rejection == "drs":
+        raise GankitError("--interpolate shows the generator itself; it does not combine with --rejection drs")
     gan = load_checkpoint(checkpoint, backend=backend, device=device)
+    if steps is not None:
+        _interpolate(gan, checkpoint, steps, walks, labels, seed, truncation, out_path)
+        return
     y = None
     if labels:
         if gan.num_classes is None:
@@ -174,6 +186,36 @@ def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path:
     else:
         raise GankitError(f"samples of shape {x.shape[1:]} cannot be drawn as a picture", hint="use --out FILE.npy")
     out.print(f"wrote {num_samples} samples of shape {tuple(x.shape[1:])} from step {gan.manifest.step} "
+              f"({gan.backend}) to {out_path}", markup=False)
+
+
+def _interpolate(gan, checkpoint: Path, steps: int, walks: Optional[int], labels: tuple[int, ...], seed: int,
+                 truncation: Optional[float], out_path: Path) -> None:
+    """`gankit sample --interpolate STEPS`: the walks as a grid picture or a .npy array."""
+    import numpy as np
+
+    from gankit import plotting
+    from gankit.interpolation import walks as walk
+    from gankit.nets import class_labels
+
+    y = None
+    if gan.num_classes:
+        given = np.asarray(labels, dtype=np.int64) if labels else np.arange(gan.num_classes)
+        y = np.resize(class_labels(given, given.shape, gan.num_classes), walks or len(given))
+    elif labels:
+        raise GankitError("--label applies to class-conditional generators; this one is unconditional")
+    n = len(y) if y is not None else (walks or 4)
+    x = walk(gan, steps, n, seed=seed, truncation=truncation, labels=y)  # (walks, 2, steps, ...)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.suffix.lower() == ".npy":
+        np.save(out_path, x, allow_pickle=False)
+    elif x.ndim == 6:
+        plotting.image_grid(out_path, x.reshape(-1, *x.shape[3:]), columns=steps)
+    else:
+        raise GankitError(f"walks over samples of shape {x.shape[3:]} cannot be drawn as a grid",
+                          hint="use --out FILE.npy (shape: walks, [straight, spherical], steps, sample)")
+    what = f"{n} walk{'s' if n != 1 else ''}" + (f" (classes {', '.join(map(str, y))})" if y is not None else "")
+    out.print(f"wrote {what} of {steps} steps, straight and spherical rows, from step {gan.manifest.step} "
               f"({gan.backend}) to {out_path}", markup=False)
 
 
