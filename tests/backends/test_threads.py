@@ -1,4 +1,4 @@
-"""training.threads: the framework's CPU thread pools follow the config (None: untouched)."""
+"""training.threads: the framework's CPU thread pools follow the config (None: a default chosen at start)."""
 
 import json
 import os
@@ -30,8 +30,8 @@ def test_torch_trainer_sets_num_threads():
         build(load_config(preset="ring8", overrides=[*TINY, "backend=torch", "training.threads=1"]))
         assert torch.get_num_threads() == 1
         torch.set_num_threads(3)
-        build(load_config(preset="ring8", overrides=[*TINY, "backend=torch"]))  # None: untouched
-        assert torch.get_num_threads() == 3
+        exp = build(load_config(preset="ring8", overrides=[*TINY, "backend=torch"]))  # None: chosen at start
+        assert exp.threads.reason.startswith("auto:") and torch.get_num_threads() == exp.threads.count
     finally:
         torch.set_num_threads(before)
 
