@@ -498,9 +498,18 @@ class NetSpec(StrictModel):
     """The layers, applied in order."""
     num_classes: Optional[int] = Field(default=None, gt=1)
     """Classes of the label input (set from the layers that read labels when omitted)."""
+    pack: int = Field(default=1, ge=1)
+    """PacGAN packing (Lin et al. 2018), for a discriminator: it judges packs of this many
+    samples at once. Its layers then see each pack flattened and concatenated, shape
+    ``(pack * prod(input_shape),)``, and it returns one logit per pack; trainers pack
+    batches with :func:`pack_samples` (a batch's size must be a multiple of ``pack``).
+    ``input_shape`` stays the shape of one sample."""
 
     @model_validator(mode="after")
     def _check_shapes(self):
+        if self.pack > 1 and self.conditional:
+            raise ValueError(f"{self.name!r}: a packed net (pack = {self.pack}) cannot read class labels, "
+                             "which belong to single samples")
         self.shapes()  # raises ValueError on an inconsistent spec
         counts = {layer.num_classes for _, layer, _ in self.walk() if hasattr(layer, "num_classes")}
         if len(counts) > 1:
@@ -519,8 +528,9 @@ class NetSpec(StrictModel):
         return any(layer.uses_labels for layer in self.layers)
 
     def shapes(self) -> list[Shape]:
-        """Input shape, then the output shape after each layer."""
-        shapes = [tuple(self.input_shape)]
+        """The layers' input shape (a pack's, when :attr:`pack` > 1), then the output shape
+        after each layer."""
+        shapes = [tuple(self.input_shape) if self.pack == 1 else (self.pack * math.prod(self.input_shape),)]
         for layer in self.layers:
             shapes.append(tuple(layer.output_shape(shapes[-1])))
         return shapes
@@ -560,6 +570,21 @@ class NetSpec(StrictModel):
             for pname, shape in getattr(layer, what)(shapes[i]).items():
                 out[f"{i}.{pname}"] = tuple(shape)
         return out
+
+
+def pack_samples(ops, x, pack: int):
+    """A batch of samples ``(n, *shape)`` as ``n / pack`` packs ``(n / pack, pack * prod(shape))``:
+    consecutive samples side by side (PacGAN). ``pack = 1`` returns ``x`` unchanged. ``n``
+    must be a multiple of ``pack`` (trainers check it before; a traced batch is not checked)."""
+    if pack == 1:
+        return x
+    shape = ops.shape(x)
+    if isinstance(shape[0], int) and shape[0] % pack:
+        from gankit.errors import DataError
+
+        raise DataError(f"a batch of {shape[0]} samples does not divide into packs of {pack}",
+                        hint=f"use a multiple of {pack} samples (the discriminator's pack)")
+    return ops.reshape(x, (-1, pack * math.prod(int(d) for d in shape[1:])))
 
 
 def conditional_classes(*specs: NetSpec) -> Optional[int]:

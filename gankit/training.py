@@ -126,7 +126,12 @@ def _build_architecture(registry: Registry, choice, dataset: Dataset, **kwargs) 
             raise ConfigError(f"architecture {choice.name!r} is class-conditional but the data has no labels",
                               hint="choose a labelled dataset, or an unconditional architecture")
         kwargs["num_classes"] = dataset.num_classes
-    return record.factory(record.params.model_validate(choice.params), **kwargs)
+    try:
+        return record.factory(record.params.model_validate(choice.params), **kwargs)
+    except ValueError as exc:  # the architecture refuses these shapes or parameters
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ConfigError(f"{kwargs.get('role', 'architecture')} {choice.name!r}: {first}",
+                          hint=f"see `gankit plugins --kind architecture` for {choice.name!r}") from None
 
 
 def check_builds_on(registry: Registry, cfg: ExperimentConfig) -> None:
@@ -153,6 +158,14 @@ def check_fits(cfg: ExperimentConfig, dataset: Dataset, g_spec: NetSpec, d_spec:
         raise ConfigError(f"training.batch_size {t.batch_size} does not divide among {world_size} processes",
                           hint=f"use a multiple of {world_size}: batch_size is the global batch")
     per_process = t.batch_size // world_size
+    pack = getattr(d_spec, "pack", 1)
+    if per_process % pack:
+        raise ConfigError(f"training.batch_size {t.batch_size} does not divide into the discriminator's packs of "
+                          f"{pack}" + (f" on each of {world_size} processes" if world_size > 1 else ""),
+                          hint=f"use a batch size that is a multiple of {pack * world_size}")
+    if pack > 1 and cfg.sampling.rejection == "drs":
+        raise ConfigError(f"sampling.rejection = 'drs' needs a logit per sample, and the discriminator scores packs of {pack}",
+                          hint="set sampling.rejection = 'none' with a packed discriminator")
     has_bn = any(layer.kind == "batch_norm" for spec in (g_spec, d_spec) for layer in spec.layers)
     if has_bn and per_process < 2:
         raise ConfigError(f"batch norm needs at least 2 samples per batch, each process gets {per_process}",

@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from gankit.errors import CheckpointError, ConfigError, DataError  # noqa: E402
-from gankit.nets import class_labels, conditional_classes  # noqa: E402
+from gankit.nets import class_labels, conditional_classes, pack_samples  # noqa: E402
 from gankit.init import initial_weights  # noqa: E402
 from gankit.protocol import StepResult, TrainSetup  # noqa: E402
 
@@ -82,6 +82,8 @@ class TensorFlowTrainer:
         self.regularizers = dict(setup.regularizers)
         #: DiffAugment (or another ``(ops, x) -> x``) before every D call in training, or None.
         self.augment = setup.augment
+        #: PacGAN: the discriminator judges packs of this many samples (``NetSpec.pack``).
+        self.pack = int(getattr(setup.discriminator, "pack", 1))
         self.needs_real = bool(getattr(self.loss.meta, "generator_needs_real", False))
         self._has_batch_norm = any(
             layer.kind == "batch_norm" for spec in (setup.generator, setup.discriminator) for _, layer, _ in spec.walk()
@@ -221,6 +223,8 @@ class TensorFlowTrainer:
         d_fn = lambda x: self._d_logits(x, labels=labels, compute_dtype=self._penalty_dtype)  # noqa: E731
         if self.augment is not None:  # DiffAugment: D only ever sees augmented batches (in float32)
             real, fake = self.augment(ops, real), self.augment(ops, tf.cast(fake, tf.float32))
+        if self.pack > 1:  # PacGAN: D, its loss and the penalties see packs of samples
+            real, fake = pack_samples(ops, real, self.pack), pack_samples(ops, fake, self.pack)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(self.D.parameters)
             real_logits = self._d_logits(real, labels=labels)
@@ -243,6 +247,9 @@ class TensorFlowTrainer:
             if self.augment is not None:  # differentiable: G's gradients flow through it
                 fake = self.augment(self.ops, tf.cast(fake, tf.float32))
                 real = self.augment(self.ops, real) if self.needs_real else real
+            if self.pack > 1:
+                fake = pack_samples(self.ops, fake, self.pack)
+                real = pack_samples(self.ops, real, self.pack) if self.needs_real else real
             fake_logits = self._d_logits(fake, labels=labels)
             real_logits = self._d_logits(real, labels=labels) if self.needs_real else None
             loss = tf.cast(self.loss.generator(self.ops, fake_logits, real_logits), tf.float32)
@@ -302,7 +309,8 @@ class TensorFlowTrainer:
         sampler = self.G_ema if self.has_ema else self.G
         # Evaluation computes in float32 whatever the training precision (as torch's does).
         self._generate_fn = evaluate(lambda z, *y: sampler(z, False, *y), latent, *ys)
-        self._discriminate_fn = evaluate(lambda x, *y: self._d_logits(x, False, *y), sample, *ys)
+        self._discriminate_fn = evaluate(lambda x, *y: self._d_logits(pack_samples(self.ops, x, self.pack), False, *y),
+                                         sample, *ys)
 
     def _labels(self, labels, shape, required: bool = False) -> tuple:
         """``()`` for unconditional nets, else ``(int32 labels,)`` to append to a call."""
@@ -315,6 +323,9 @@ class TensorFlowTrainer:
     def _check_batch(self, n: int) -> None:
         # Inside the traced step the batch size is dynamic, so batch norm cannot refuse a
         # single sample there (its unbiased variance would be inf); refuse it here, as torch does.
+        if int(n) % self.pack:
+            raise DataError(f"a batch of {int(n)} samples does not divide into the discriminator's packs of {self.pack}",
+                            hint=f"use a multiple of {self.pack} samples")
         if self._has_batch_norm and n < 2:
             raise DataError(
                 f"a training batch of {n} sample{'' if n == 1 else 's'} cannot be batch-normalised",
@@ -399,6 +410,9 @@ class TensorFlowTrainer:
         """Discriminator logits, shape (n,), eval mode (class-conditional: ``labels``
         as in :meth:`sample`)."""
         x = self._real(x)
+        if int(x.shape[0]) % self.pack:  # a packed discriminator: one logit per pack
+            raise DataError(f"{int(x.shape[0])} samples do not divide into the discriminator's packs of {self.pack}",
+                            hint=f"give a multiple of {self.pack} samples")
         with tf.device(self.tf_device):
             return self._discriminate_fn(x, *self._labels(labels, tuple(x.shape[:1]))).numpy()
 
@@ -527,6 +541,10 @@ def _check_setup(setup: TrainSetup) -> None:
         raise ConfigError(f"ema_decay must be in [0, 1), got {setup.ema_decay}")
     if setup.world_size < 1 or not 0 <= setup.rank < setup.world_size:
         raise ConfigError(f"rank {setup.rank} does not fit world_size {setup.world_size}")
+    pack = int(getattr(d, "pack", 1))
+    if setup.batch_size % (setup.world_size * pack):
+        raise ConfigError(f"batch_size {setup.batch_size} does not divide into packs of {pack} on {setup.world_size} worker(s)",
+                          hint=f"use a multiple of {setup.world_size * pack}")
     if setup.batch_size % setup.world_size:
         raise ConfigError(f"batch_size {setup.batch_size} does not divide among {setup.world_size} workers",
                           hint=f"use a multiple of {setup.world_size}")

@@ -14,7 +14,7 @@ import torch
 
 import gankit
 from gankit import CheckpointError, ConfigError, DataError, StepResult, TrainSetup
-from gankit.nets import class_labels, conditional_classes
+from gankit.nets import class_labels, conditional_classes, pack_samples
 
 from gankit_torch import distributed
 from gankit_torch.device import make_generator, resolve_device, set_threads
@@ -116,6 +116,8 @@ class TorchTrainer:
         self.regularizers = dict(setup.regularizers)
         #: DiffAugment (or another ``(ops, x) -> x``) before every D call in training, or None.
         self.augment = setup.augment
+        #: PacGAN: the discriminator judges packs of this many samples (``NetSpec.pack``).
+        self.pack = int(getattr(setup.discriminator, "pack", 1))
         #: Weight schedules of the penalties that have one (see TrainSetup.regularizer_schedules).
         self._penalty_schedules = {n: s for n, s in setup.regularizer_schedules.items() if not s.constant}
         self.world_size, self.rank = int(setup.world_size), int(setup.rank)
@@ -218,11 +220,21 @@ class TorchTrainer:
             raise ConfigError(f"ema_decay must be in [0, 1), got {s.ema_decay}")
         if s.world_size < 1 or not 0 <= s.rank < s.world_size:
             raise ConfigError(f"rank {s.rank} does not fit world_size {s.world_size}")
+        pack = int(getattr(d, "pack", 1))
+        if s.batch_size % (s.world_size * pack):
+            raise ConfigError(f"batch_size {s.batch_size} does not divide into packs of {pack} on {s.world_size} rank(s)",
+                              hint=f"use a multiple of {s.world_size * pack}")
         if s.batch_size % s.world_size:
             raise ConfigError(f"batch_size {s.batch_size} does not divide among {s.world_size} ranks",
                               hint=f"use a multiple of {s.world_size}")
 
     # -- helpers ------------------------------------------------------------------
+    def _check_pack(self, n: int) -> None:
+        """Refuse, before any draw or update, a batch that does not divide into D's packs."""
+        if int(n) % self.pack:
+            raise DataError(f"a batch of {int(n)} samples does not divide into the discriminator's packs of {self.pack}",
+                            hint=f"use a multiple of {self.pack} samples")
+
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.setup.discriminator.input_shape)
@@ -346,6 +358,8 @@ class TorchTrainer:
                 fake = self._g_plain(z, labels)
             if self.augment is not None:  # DiffAugment: D only ever sees augmented batches
                 real, fake = self.augment(self.ops, real), self.augment(self.ops, fake)
+            if self.pack > 1:  # PacGAN: D, its loss and the penalties see packs of samples
+                real, fake = pack_samples(self.ops, real, self.pack), pack_samples(self.ops, fake, self.pack)
             if self._share_real_forward:
                 # One forward on the real batch serves the loss and a penalty's input
                 # gradient there (R1), as a hand-written loop would do it.
@@ -387,6 +401,9 @@ class TorchTrainer:
             if self.augment is not None:  # differentiable: G's gradients flow through it
                 fake = self.augment(self.ops, fake)
                 real = self.augment(self.ops, real) if needs_real else real
+            if self.pack > 1:
+                fake = pack_samples(self.ops, fake, self.pack)
+                real = pack_samples(self.ops, real, self.pack) if needs_real else real
             fake_logits = self._logits(self._d_plain, fake, labels).float()
             real_logits = self._logits(self._d_plain, real, labels).float() if needs_real else None
             g_loss = self.loss.generator(self.ops, fake_logits, real_logits)
@@ -401,11 +418,13 @@ class TorchTrainer:
     def discriminator_step(self, real, labels=None) -> float:
         """One discriminator update on ``real``; returns its loss (penalties excluded)."""
         real = self._real(real)
+        self._check_pack(real.shape[0])
         return float(self._d_update(real, self._labels(labels, real.shape[:1], required=True)).loss.item())
 
     def generator_step(self, batch_size: int, real=None, labels=None) -> float:
         """One generator update on ``batch_size`` latents; returns its loss."""
         y = self._labels(labels, (batch_size,), required=True)
+        self._check_pack(batch_size)
         return float(self._g_update(batch_size, None if real is None else self._real(real), y).item())
 
     def train_step(self, real_batches, labels=None) -> StepResult:
@@ -421,6 +440,7 @@ class TorchTrainer:
             raise DataError(
                 f"train_step expects real batches of shape (n_critic={k}, batch, "
                 f"{', '.join(map(str, self.sample_shape))}), got {tuple(batches.shape)}")
+        self._check_pack(batches.shape[1])
         if self._scheduled:
             self._set_learning_rates()
         if self.num_classes is not None and labels is not None and k == 1 and np.ndim(labels) == 1:
@@ -471,6 +491,7 @@ class TorchTrainer:
         as in :meth:`sample`)."""
         x = self._real(x)
         y = self._labels(labels, tuple(x.shape[:1]))
+        x = pack_samples(self.ops, x, self.pack)  # a packed discriminator: one logit per pack
         with self._eval("discriminator") as d:
             return self._logits(d, x, y).cpu().numpy()
 

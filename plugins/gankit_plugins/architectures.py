@@ -55,12 +55,20 @@ class MLPParams(gankit.StrictModel):
     """Normalisation after each hidden dense layer."""
     output_activation: Literal["identity", "tanh", "sigmoid"] = "identity"
     """Non-linearity on the generator's output (the discriminator always outputs a raw logit)."""
+    pack: int = Field(default=1, ge=1)
+    """Discriminator only: PacGAN packing (Lin et al. 2018). The discriminator judges packs of
+    this many samples, concatenated, and every real or generated batch is cut into packs (a
+    batch size that is not a multiple is refused); a packed discriminator penalises a
+    generator that lacks modes, since a pack of its samples is less varied than a real one.
+    1: no packing."""
 
 
 def build_mlp(params: MLPParams, *, role: str, input_shape, output_shape) -> gankit.NetSpec:
     """An MLP from ``input_shape`` to ``output_shape`` (flattening and reshaping as needed)."""
+    if params.pack > 1 and role != "discriminator":
+        raise ValueError(f"pack = {params.pack} applies to the discriminator (PacGAN); the {role} takes one latent at a time")
     layers: list = []
-    if len(input_shape) > 1:
+    if len(input_shape) > 1 and params.pack == 1:  # a pack arrives flat already
         layers.append(gankit.Flatten())
     for width in params.hidden:
         layers.append(gankit.Dense(units=width))
@@ -74,7 +82,7 @@ def build_mlp(params: MLPParams, *, role: str, input_shape, output_shape) -> gan
         layers.append(gankit.Activation(fn=params.output_activation))
     if len(output_shape) > 1:
         layers.append(gankit.Reshape(shape=tuple(output_shape)))
-    return gankit.NetSpec(name=f"mlp_{role}", input_shape=tuple(input_shape), layers=layers)
+    return gankit.NetSpec(name=f"mlp_{role}", input_shape=tuple(input_shape), layers=layers, pack=params.pack)
 
 
 # -- shared checks -----------------------------------------------------------------
