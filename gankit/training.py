@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from gankit import checkpoint, evaluation, plotting
+from gankit import checkpoint, evaluation, mode_history, plotting
 from gankit.config import ExperimentConfig, load_config, read_config_file
 from gankit.data import ArrayDataset, Dataset, epoch_orders
 from gankit.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
@@ -738,6 +738,8 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
                                     directory / f"samples_{step:06d}.png", t.num_samples, step, z_fixed)
                     if picture is not None:
                         board.image("samples", step, picture)
+                    if mode_history.applies(exp):  # 2-D points: a frame of the modes strip
+                        mode_history.record(exp, directory, step, z_fixed)
                 by_steps = bool(t.checkpoint_every) and step % t.checkpoint_every == 0
                 due = (by_steps or step == t.steps or stop.received is not None
                        or (by_time and _clock() - last_save >= by_time))
@@ -781,7 +783,7 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
     return run
 
 
-_PICTURES = ("samples_png", "loss_curves")
+_PICTURES = ("samples_png", "loss_curves", "modes_strip")
 
 
 def _finish(exp: Experiment, directory: Path, files: dict[str, Path], log: MetricsLog, board: TensorBoard,
@@ -797,6 +799,11 @@ def _finish(exp: Experiment, directory: Path, files: dict[str, Path], log: Metri
     if picture is not None:
         files["samples_png"] = picture
         _draw("the samples in TensorBoard", board.image, "samples", t.steps, picture)
+    if t.sample_every and mode_history.applies(exp):  # the modes over training, as one strip
+        mode_history.record(exp, directory, t.steps, z_fixed)
+        strip = _draw(mode_history.STRIP_FILE, mode_history.write_strip, exp, directory)
+        if strip is not None:
+            files["modes_strip"] = strip
     if log.records:
         curves = _draw("losses.png", plotting.loss_curves, directory / "losses.png", log.records)
         if curves is not None:
