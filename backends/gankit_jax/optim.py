@@ -42,7 +42,7 @@ def clip_grad_norm(grads, max_norm: float | None):
     """torch.nn.utils.clip_grad_norm_: ``g *= min(1, max_norm / (norm + 1e-6))``."""
     if not max_norm:
         return grads
-    norm = optax.global_norm(grads)
+    norm = optax.tree.norm(grads)
     coef = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
     return jax.tree_util.tree_map(lambda g: g * coef.astype(g.dtype), grads)
 
