@@ -86,6 +86,10 @@ class OptimizerConfig(StrictModel):
     """Where linear and cosine schedules end, as a fraction of lr."""
     clip_grad_norm: float | None = Field(default=None, gt=0)
     """Clip the gradients' global L2 norm to this value before each update (unset: no clipping)."""
+    clip_weights: float | None = Field(default=None, gt=0)
+    """Clip every trainable parameter of the network to [-c, c] after each update (unset: no
+    clipping): the original WGAN's weight clipping, on the discriminator's optimizer (0.01 in
+    the paper). Buffers (batch-norm statistics, spectral norm's u) are not clipped."""
 
     @field_validator("betas")
     @classmethod
@@ -99,6 +103,7 @@ class OptimizerConfig(StrictModel):
             name=self.name, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay,
             momentum=self.momentum, eps=self.eps, schedule=self.schedule,
             final_lr_fraction=self.final_lr_fraction, clip_grad_norm=self.clip_grad_norm,
+            clip_weights=self.clip_weights,
         )
 
 

@@ -230,6 +230,13 @@ class OptimizerSettings:
     #: Clip the gradients' global L2 norm to this value before each update (None: off),
     #: with torch's rule: ``g *= min(1, max_norm / (norm + 1e-6))``.
     clip_grad_norm: float | None = None
+    #: Clip every trainable parameter of this optimizer's network to ``[-c, c]`` after
+    #: each of its updates (None: off): the original WGAN's weight clipping (Arjovsky et
+    #: al. 2017), set on the discriminator's optimizer. Parameters only: buffers (batch
+    #: norm's running statistics, spectral norm's ``u``) are not weights the optimizer
+    #: moves and are left alone; batch norm's learned scale and shift are parameters and
+    #: are clipped, as in the paper's code.
+    clip_weights: float | None = None
 
     def lr_at(self, step: int, total_steps: int) -> float:
         """The learning rate of the update made during step ``step`` (0-based) of a run of

@@ -57,6 +57,11 @@ class Optimizer:
     def _update(self, var, grad, slots, lr, step):
         raise NotImplementedError
 
+    def clip_weights(self, c: float) -> None:
+        """WGAN weight clipping: every variable this optimizer updates into ``[-c, c]``."""
+        for var in self.variables:
+            _assign(var, tf.clip_by_value(var, -c, c))
+
     # -- state (torch slot names) ----------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """``step`` and every slot as ``<param name>.<slot>``, numpy."""

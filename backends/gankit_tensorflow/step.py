@@ -201,8 +201,9 @@ class TensorFlowTrainer:
         return tf.reshape(self.D(x, training=training, labels=labels, compute_dtype=compute_dtype), [-1])
 
     def _apply(self, role, grads):
-        """All-reduce, (unscale,) clip and apply one network's gradients; under float16
-        the loss scale skips a step with non-finite gradients."""
+        """All-reduce, (unscale,) clip and apply one network's gradients, then clip its
+        weights (``clip_weights``); under float16 the loss scale skips a step with
+        non-finite gradients."""
         opt, settings = (self.g_opt, self.setup.g_optimizer) if role == "generator" else \
             (self.d_opt, self.setup.d_optimizer)
         grads = self._all_reduce(grads)
@@ -210,6 +211,8 @@ class TensorFlowTrainer:
             opt.apply(self._clip(grads, settings))
         else:
             self.loss_scales[role].apply(opt, grads, clip=lambda g: self._clip(g, settings))
+        if settings.clip_weights:
+            opt.clip_weights(settings.clip_weights)
 
     def _scaled(self, role, loss):
         """The loss to differentiate: ``loss * scale`` under float16, else ``loss``."""

@@ -274,8 +274,8 @@ class TorchTrainer:
         return torch.autocast(self.torch_device.type, dtype=self._autocast_dtype)
 
     def _backward_and_step(self, role: str, loss: torch.Tensor, **backward_kwargs) -> None:
-        """backward (which all-reduces the gradients under DDP), unscale, clip, step:
-        one network's update."""
+        """backward (which all-reduces the gradients under DDP), unscale, clip, step,
+        clip the weights: one network's update."""
         opt = self.optimizers[role]
         params = self._params[role]
         scaler = self._scalers[role] if self._scalers else None
@@ -291,6 +291,11 @@ class TorchTrainer:
             if clip:
                 torch.nn.utils.clip_grad_norm_(params, clip)
             opt.step()
+        clip_weights = self._settings(role).clip_weights
+        if clip_weights:  # WGAN weight clipping: every parameter (not buffer) into [-c, c]
+            with torch.no_grad():
+                torch._foreach_clamp_min_(params, -clip_weights)
+                torch._foreach_clamp_max_(params, clip_weights)
 
     def _set_learning_rates(self) -> None:
         for role in ROLES:
