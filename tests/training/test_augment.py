@@ -170,3 +170,18 @@ def test_augmenting_points_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="augment.policy: DiffAugment transforms images"):
         tiny(tmp_path, "torch", 'augment.policy=["cutout"]', steps=2)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_floor_and_matmul_ops(backend):
+    ops = _backend_ops(backend)
+    x = np.array([-2.5, -1.0, -0.2, 0.0, 0.7, 3.999], np.float32)
+    np.testing.assert_array_equal(ops.to_numpy(ops.floor(ops.asarray(x))), np.floor(x))
+    a = RNG.normal(size=(3, 1, 4, 5)).astype(np.float32)
+    b = RNG.normal(size=(3, 2, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(ops.to_numpy(ops.matmul(ops.asarray(a), ops.asarray(b))), np.matmul(a, b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.to_numpy(ops.matmul(ops.asarray(a), b)), np.matmul(a, b), rtol=1e-5, atol=1e-5)  # numpy operand
+    _, (ga, gb) = ops.value_and_grad(lambda p, q: ops.sum(ops.matmul(p, q)), a, b)
+    np.testing.assert_allclose(ga, np.matmul(np.ones((3, 2, 4, 6)), np.swapaxes(b, -1, -2)).sum(axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gb, np.matmul(np.swapaxes(a, -1, -2), np.ones((3, 2, 4, 6))), rtol=1e-5, atol=1e-5)
