@@ -45,6 +45,8 @@ from gankit.runlock import RunLock
 
 #: Generated samples in each picture's grid (images) — the scatter plots use num_samples.
 GRID_SAMPLES = 64
+#: A class-conditional run's picture: this many samples of each of the first this-many classes.
+CLASS_ROWS = 10
 #: Written last: a run directory with it holds every final artifact.
 SUMMARY_FILE = "summary.json"
 #: The clock of checkpoints by time (a test can make minutes pass).
@@ -435,6 +437,12 @@ def save_samples(exp: Experiment, path: Path, n: int, step: int, z: np.ndarray |
     """A picture of generated samples (the EMA generator's when there is one), for data of
     any shape: an image grid for images, a scatter over the real data for points (of more
     than 2 coordinates: the first two), histograms for 1-D data. ``z``: the latents to use."""
+    classes = exp.dataset.num_classes if exp.generator.conditional and exp.dataset.modality == "images" else None
+    if classes:  # a class-conditional image generator: one row per class (the first 10), 10 columns
+        rows = min(classes, CLASS_ROWS)
+        z = fixed_latents(exp.config, rows * CLASS_ROWS)
+        fake = np.asarray(exp.trainer.generate(z, np.repeat(np.arange(rows), CLASS_ROWS)))
+        return plotting.image_grid(path, fake, columns=CLASS_ROWS)
     if z is None:
         z = fixed_latents(exp.config, n if exp.dataset.modality == "points" else min(n, GRID_SAMPLES))
     fake = np.asarray(exp.trainer.generate(z))

@@ -116,6 +116,16 @@ class DCGANParams(gankit.StrictModel):
     discriminator); ``paper`` is Radford et al.'s design sized for 28×28 (7×7 transposed-conv
     start, 4×4 stride-2 kernels, ReLU generator, batch norm in both nets, no dropout), which
     learns digits several times faster. 32×32 and 64×64 are always ``paper``."""
+    spectral_norm: bool = False
+    """Discriminator only: spectral normalisation (Miyato et al. 2018) on every conv, dense
+    and projection layer, and no batch norm (SN replaces it, as in SNGAN's DCGAN-style nets)."""
+
+
+def _spectrally_normalised(layers: list) -> list:
+    """``layers`` with spectral norm on every weight layer and their batch norms dropped."""
+    sn = SpectralNorm()
+    return [layer.model_copy(update={"spectral_norm": sn}) if isinstance(layer, (Conv2d, Dense, Projection))
+            else layer for layer in layers if not isinstance(layer, BatchNorm)]
 
 
 def _dcgan_28_generator(p: DCGANParams, channels: int, slope: float) -> list:
@@ -243,8 +253,14 @@ def _dcgan(params: DCGANParams, role: str, input_shape, output_shape, *, conditi
             layers += [Flatten(), Projection(num_classes=conditional[0])]
         else:
             layers += [Conv2d(channels=1, kernel_size=4, stride=1, padding=0, bias=False), Flatten()]
+    if params.spectral_norm:
+        if role == "generator":
+            raise gankit.ConfigError(f"{arch} spectral_norm applies to the discriminator, not the generator",
+                                     hint="set spectral_norm = true in [discriminator] params only")
+        layers = _spectrally_normalised(layers)
     style = "" if side != 28 or tutorial else "_paper"
-    return gankit.NetSpec(name=f"{arch}{side}{style}_{role}", input_shape=tuple(input_shape), layers=layers)
+    return gankit.NetSpec(name=f"{arch}{side}{style}{'_sn' if params.spectral_norm else ''}_{role}",
+                          input_shape=tuple(input_shape), layers=layers)
 
 
 def build_dcgan(params: DCGANParams, *, role: str, input_shape, output_shape) -> gankit.NetSpec:
