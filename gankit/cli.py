@@ -65,9 +65,11 @@ def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(kind: Optional[str], as_json: bool):
     """List every registered plugin and the distribution providing it."""
-    from gankit.plugins import get_registry
+    from gankit.plugins import PluginWarning, get_registry
 
-    reg = get_registry()
+    with warnings.catch_warnings():  # printed once each, below the table
+        warnings.simplefilter("ignore", PluginWarning)
+        reg = get_registry()
     if kind is not None and kind not in reg.kinds():
         raise GankitError(f"unknown plugin kind {kind!r}; known: {', '.join(reg.kinds())}")
     rows = []
@@ -83,6 +85,7 @@ def plugins(kind: Optional[str], as_json: bool):
                      "description": e.record.description, "params": params, "status": status})
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
+        _print_plugin_problems(reg)
         return
     table = Table(title="gankit plugins")
     for col in ("kind", "name", "distribution", "description", "params"):
@@ -92,8 +95,16 @@ def plugins(kind: Optional[str], as_json: bool):
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         table.add_row(*(escape(str(x)) for x in (r["kind"], r["name"], r["distribution"], desc, params)))
     out.print(table)
+    _print_plugin_problems(reg)
+
+
+def _print_plugin_problems(reg) -> None:
+    """Each skipped plugin once, on stderr (the registry's own warnings were held back)."""
     for plugin, dist, reason in reg.failed:
-        err.print(f"warning: plugin {plugin!r} from {dist!r} {reason}", markup=False)
+        err.print(f"warning: gankit plugin {plugin!r} from distribution {dist!r} {reason}; it is skipped", markup=False)
+    for plugin, dist in reg.disabled:
+        err.print(f"note: gankit plugin {plugin!r} from distribution {dist!r} is disabled by GANKIT_DISABLE_PLUGINS",
+                  markup=False)
 
 
 @app.command()

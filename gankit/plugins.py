@@ -9,10 +9,15 @@ variables, as their pytest equivalents:
 ``GANKIT_PLUGINS=a,b``
     Load these even when autoloading is disabled: each is an entry-point name, a
     distribution name, or a dotted module path to import and register.
+``GANKIT_DISABLE_PLUGINS=a,b``
+    Never load these (entry-point, distribution or module names), built-ins included;
+    the deny list wins over ``GANKIT_PLUGINS``.
 
-A plugin that fails to import or whose hook raises is skipped with a
-:class:`PluginWarning` naming it; two plugins registering one name is a
-:class:`~gankit.errors.PluginError` naming both distributions.
+A plugin that fails to import (``sys.exit()`` at import included) or whose hook raises
+is skipped with a :class:`PluginWarning` naming it. A plugin that registers a name
+another plugin registered first is skipped whole with a warning naming both
+distributions: built-ins load first, so they win, then third-party plugins in the
+order of their distribution and entry-point names.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ ENTRY_POINT_GROUP = "gankit"
 BUILTIN_DISTRIBUTION = "gankit"
 DISABLE_AUTOLOAD_ENV = "GANKIT_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_LIST_ENV = "GANKIT_PLUGINS"
+DENY_LIST_ENV = "GANKIT_DISABLE_PLUGINS"
 
 
 class PluginWarning(UserWarning):
@@ -58,6 +64,12 @@ class Registered:
         return self.record.kind
 
 
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -65,6 +77,22 @@ def _truthy(value: str | None) -> bool:
 def _dist_name(ep: md.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return dist.metadata["Name"] if dist is not None else "<unknown>"
+
+
+def _names(value: str | None) -> list[str]:
+    """A comma-separated environment list."""
+    return [s.strip() for s in (value or "").split(",") if s.strip()]
+
+
+def _unique(eps: Iterable[md.EntryPoint]) -> list[md.EntryPoint]:
+    """Entry points without repeats (one distribution found twice on sys.path is one plugin)."""
+    seen, out = set(), []
+    for ep in eps:
+        key = (_dist_name(ep), ep.name, ep.value)
+        if key not in seen:
+            seen.add(key)
+            out.append(ep)
+    return out
 
 
 class Registry:
@@ -76,16 +104,18 @@ class Registry:
         self._entries: dict[str, dict[str, Registered]] = {kind: {} for kind in RECORD_TYPES}
         self._origin: dict[str, tuple[str, str]] = {}  # pluggy plugin name -> (plugin, dist)
         self.failed: list[tuple[str, str, str]] = []  # (plugin, distribution, reason)
+        self.disabled: list[tuple[str, str]] = []  # (plugin, distribution) skipped by the deny list
 
     # -- loading ----------------------------------------------------------------
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> "Registry":
         """Load built-ins, then third-party entry points as the environment allows."""
         env = os.environ if environ is None else environ
-        allow = [s.strip() for s in env.get(ALLOW_LIST_ENV, "").split(",") if s.strip()]
+        allow = _names(env.get(ALLOW_LIST_ENV))
+        deny = set(_names(env.get(DENY_LIST_ENV)))
         autoload = not _truthy(env.get(DISABLE_AUTOLOAD_ENV))
         reg = cls()
-        eps = list(md.entry_points(group=ENTRY_POINT_GROUP))
+        eps = _unique(md.entry_points(group=ENTRY_POINT_GROUP))
         builtins = [ep for ep in eps if _dist_name(ep) == BUILTIN_DISTRIBUTION]
         others = sorted(
             (ep for ep in eps if _dist_name(ep) != BUILTIN_DISTRIBUTION),
@@ -93,17 +123,27 @@ class Registry:
         )
         matched: set[str] = set()
         for ep in builtins:
-            reg._load_entry_point(ep)
+            if not reg._denied(deny, ep.name, _dist_name(ep), ep.value):
+                reg._load_entry_point(ep)
         for ep in others:
             hit = {ep.name, _dist_name(ep)} & set(allow)
             matched |= hit
-            if autoload or hit:
+            if (autoload or hit) and not reg._denied(deny, ep.name, _dist_name(ep), ep.value):
                 reg._load_entry_point(ep)
         for name in allow:
             if name not in matched and not any(ep.name == name for ep in builtins):
-                reg._load_module(name)
+                if not reg._denied(deny, name, "<GANKIT_PLUGINS>", name):
+                    reg._load_module(name)
         reg._collect()
         return reg
+
+    def _denied(self, deny: set[str], name: str, dist: str, target: str) -> bool:
+        """Whether the deny list names this plugin (by entry point, distribution or module)."""
+        module = target.partition(":")[0].strip()
+        if deny & {name, dist, module}:
+            self.disabled.append((name, dist))
+            return True
+        return False
 
     @classmethod
     def from_plugins(cls, plugins: Iterable[Any], distribution: str = "<local>") -> "Registry":
@@ -119,16 +159,16 @@ class Registry:
         dist = _dist_name(ep)
         try:
             plugin = ep.load()
-        except Exception as exc:  # a broken plugin must not break gankit
-            self._fail(ep.name, dist, f"failed to import ({type(exc).__name__}: {exc})")
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break (or end) gankit
+            self._fail(ep.name, dist, f"failed to import ({_describe(exc)})")
             return
         self._register(plugin, ep.name, dist)
 
     def _load_module(self, dotted: str) -> None:
         try:
             plugin = importlib.import_module(dotted)
-        except Exception as exc:
-            self._fail(dotted, "<GANKIT_PLUGINS>", f"failed to import ({type(exc).__name__}: {exc})")
+        except (Exception, SystemExit) as exc:
+            self._fail(dotted, "<GANKIT_PLUGINS>", f"failed to import ({_describe(exc)})")
             return
         self._register(plugin, dotted, "<GANKIT_PLUGINS>")
 
@@ -157,36 +197,55 @@ class Registry:
         )
 
     def _collect(self) -> None:
+        """Ask every registered plugin for its records, then index them plugin by plugin
+        in load order: a plugin whose hook fails, or that registers a name taken by an
+        earlier plugin, is skipped whole with a warning."""
+        found: dict[str, list[Registered]] = {}
+        broken: set[str] = set()
         for hook_name, kind in hookspecs.HOOK_KINDS.items():
             record_type = RECORD_TYPES[kind]
             hook = getattr(self.pm.hook, hook_name)
-            # get_hookimpls() lists implementations in registration (= load) order.
             for impl in hook.get_hookimpls():
+                if impl.plugin_name in broken:
+                    continue
                 plugin, dist = self._origin.get(impl.plugin_name, (impl.plugin_name, "<unknown>"))
                 try:
-                    records = impl.function()
-                except Exception as exc:
-                    self._fail(plugin, dist, f"raised in {hook_name} ({type(exc).__name__}: {exc})")
+                    records = list(impl.function() or [])
+                except (Exception, SystemExit) as exc:
+                    self._fail(plugin, dist, f"raised in {hook_name} ({_describe(exc)})")
+                    broken.add(impl.plugin_name)
                     continue
-                records = list(records or [])
                 bad = [r for r in records if not isinstance(r, record_type)]
                 if bad:
                     self._fail(plugin, dist, f"returned {bad[0]!r} from {hook_name}, expected {record_type.__name__}")
+                    broken.add(impl.plugin_name)
                     continue
-                for record in records:
-                    self._add(Registered(record, plugin, dist))
+                found.setdefault(impl.plugin_name, []).extend(Registered(r, plugin, dist) for r in records)
+        for key in self._origin:  # registration (= load) order: the first to register a name keeps it
+            if key in broken:
+                continue
+            entries = found.get(key, [])
+            clash = self._first_clash(entries)
+            if clash is not None:
+                entry, other = clash
+                self._fail(entry.plugin, entry.distribution,
+                           f"registers the {entry.kind} {entry.name!r}, which {other.plugin!r} from distribution "
+                           f"{other.distribution!r} registers too; {other.plugin!r} keeps the name "
+                           f"(disable one with {DENY_LIST_ENV}=NAME)")
+                continue
+            for entry in entries:
+                self._entries[entry.kind][entry.name] = entry
 
-    def _add(self, entry: Registered) -> None:
-        table = self._entries[entry.kind]
-        old = table.get(entry.name)
-        if old is not None:
-            raise PluginError(
-                f"two plugins register the {entry.kind} {entry.name!r}: {old.plugin!r} from "
-                f"distribution {old.distribution!r} and {entry.plugin!r} from distribution "
-                f"{entry.distribution!r}",
-                hint="uninstall one of them, or disable one with GANKIT_DISABLE_PLUGIN_AUTOLOAD=1 and GANKIT_PLUGINS",
-            )
-        table[entry.name] = entry
+    def _first_clash(self, entries: list[Registered]) -> tuple[Registered, Registered] | None:
+        """The first of a plugin's records whose name is already taken (by an earlier
+        plugin, or by another of its own records), with the record that holds it."""
+        mine: dict[tuple[str, str], Registered] = {}
+        for entry in entries:
+            other = self._entries[entry.kind].get(entry.name) or mine.get((entry.kind, entry.name))
+            if other is not None:
+                return entry, other
+            mine[(entry.kind, entry.name)] = entry
+        return None
 
     # -- queries ----------------------------------------------------------------
     def kinds(self) -> list[str]:

@@ -104,20 +104,110 @@ def test_misspelled_hook_is_rejected_with_a_warning(site):
         Registry.from_environment({})
 
 
-def test_name_clash_names_both_distributions(site):
+def test_name_clash_skips_the_later_plugin_with_a_warning_naming_both(site):
     make_distribution(site, "fake-one", "fake_one", GOOD.replace("{name}", "twin"))
     make_distribution(site, "fake-two", "fake_two", GOOD.replace("{name}", "twin"))
-    with pytest.raises(PluginError) as err:
-        Registry.from_environment({})
-    msg = err.value.one_line()
-    assert "two plugins register the loss 'twin'" in msg
-    assert "'fake-one'" in msg and "'fake-two'" in msg
+    with pytest.warns(PluginWarning) as caught:
+        reg = Registry.from_environment({})
+    msg = " | ".join(str(w.message) for w in caught)
+    assert "'fake_two' from distribution 'fake-two' registers the loss 'twin'" in msg
+    assert "'fake_one' from distribution 'fake-one' registers too" in msg
+    assert reg.get("loss", "twin").distribution == "fake-one"  # the first registered wins
+    assert reg.has("loss", "hinge") and reg.has("backend", "torch")  # everything else still works
+    assert [f[:2] for f in reg.failed] == [("fake_two", "fake-two")]
 
 
-def test_clash_with_a_builtin(site):
+def test_clash_with_a_builtin_keeps_the_builtin(site):
     make_distribution(site, "fake-hinge", "fake_hinge", GOOD.replace("{name}", "hinge"))
-    with pytest.raises(PluginError, match="distribution 'gankit' and 'fake_hinge' from distribution 'fake-hinge'"):
+    with pytest.warns(PluginWarning, match="'fake_hinge' from distribution 'fake-hinge' registers the loss 'hinge', "
+                                           "which 'losses' from distribution 'gankit' registers too"):
+        reg = Registry.from_environment({})
+    assert reg.get("loss", "hinge").distribution == "gankit"
+
+
+def test_a_clashing_plugin_is_skipped_whole(site):
+    make_distribution(site, "fake-half", "fake_half", GOOD.replace("{name}", "hinge") + """
+@gankit.hookimpl
+def gankit_register_datasets():
+    return [gankit.DatasetRecord(name="half_data", factory=lambda p, seed=0: None)]
+""")
+    with pytest.warns(PluginWarning, match="fake_half"):
+        reg = Registry.from_environment({})
+    assert not reg.has("dataset", "half_data")
+
+
+def test_deny_list_skips_named_plugins(site):
+    make_distribution(site, "fake-one", "fake_one", GOOD.replace("{name}", "twin"))
+    make_distribution(site, "fake-two", "fake_two", GOOD.replace("{name}", "twin"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)  # no clash left to warn about
+        reg = Registry.from_environment({"GANKIT_DISABLE_PLUGINS": "fake-one"})
+    assert reg.get("loss", "twin").distribution == "fake-two"
+    assert reg.disabled == [("fake_one", "fake-one")]
+    reg = Registry.from_environment({"GANKIT_DISABLE_PLUGINS": " fake_two , jax"})  # entry-point names, built-ins too
+    assert reg.get("loss", "twin").distribution == "fake-one"
+    assert not reg.has("backend", "jax") and reg.has("backend", "torch")
+
+
+def test_deny_list_wins_over_the_allow_list(site):
+    (site / "fake_module_plugin.py").write_text(GOOD.replace("{name}", "from_module"))
+    reg = Registry.from_environment({"GANKIT_PLUGINS": "fake_module_plugin",
+                                     "GANKIT_DISABLE_PLUGINS": "fake_module_plugin"})
+    assert not reg.has("loss", "from_module")
+
+
+@pytest.mark.parametrize("call", ["sys.exit()", "sys.exit(0)", "sys.exit('bye')", "raise SystemExit(3)"])
+def test_plugin_calling_sys_exit_at_import_is_a_broken_plugin(site, call):
+    make_distribution(site, "fake-exit", "fake_exit", f"import sys\n{call}\n")
+    with pytest.warns(PluginWarning, match=r"'fake_exit' from distribution 'fake-exit' failed to import \(it called sys.exit"):
+        reg = Registry.from_environment({})
+    assert reg.has("loss", "hinge")
+
+
+def test_hook_calling_sys_exit_is_a_broken_plugin(site):
+    make_distribution(site, "fake-exit", "fake_exit", """
+        import sys, gankit
+        @gankit.hookimpl
+        def gankit_register_losses():
+            sys.exit(0)
+    """)
+    with pytest.warns(PluginWarning, match=r"raised in gankit_register_losses \(it called sys.exit\(0\)\)"):
         Registry.from_environment({})
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """The CLI's process-wide registry, loaded anew for this test and dropped after it."""
+    import gankit.plugins
+
+    monkeypatch.setattr(gankit.plugins, "_REGISTRY", None)
+    yield
+    gankit.plugins._REGISTRY = None
+
+
+def test_cli_plugins_prints_each_warning_once(site, fresh_registry, capsys):
+    from gankit.cli import main
+
+    make_distribution(site, "fake-broken", "fake_broken", "raise ImportError('needs libfoo')\n")
+    make_distribution(site, "fake-hinge", "fake_hinge", GOOD.replace("{name}", "hinge"))
+    assert main(["plugins", "--kind", "loss"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("fake_broken") == 1 and err.count("fake_hinge") == 1, err
+    assert "needs libfoo" in err and "registers the loss 'hinge'" in err
+    assert "hinge" in out
+
+
+def test_cli_train_survives_a_plugin_that_exits_at_import(site, fresh_registry, capsys, tmp_path):
+    from gankit.cli import main
+
+    make_distribution(site, "fake-exit", "fake_exit", "import sys\nsys.exit(0)\n")
+    code = main(["train", "--preset", "ring8", "-q", "--set", "training.steps=1", "--set", "training.batch_size=8",
+                 "--set", "training.threads=1", "--set", "training.tensorboard=false",
+                 "--set", "training.num_samples=16", "--set", f"output.dir={tmp_path}", "--set", "output.name=run"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "trained 1 steps" in out and (tmp_path / "run" / "checkpoint.json").is_file()
+    assert err.count("fake_exit") == 1 and "sys.exit(0)" in err
 
 
 def test_disable_autoload_keeps_builtins_only(site):
@@ -144,7 +234,7 @@ def test_allow_list_accepts_a_module_path(site):
 
 def test_unknown_name_lists_available():
     reg = Registry.from_environment({})
-    with pytest.raises(PluginError, match=r"unknown loss 'nope'; available: hinge, least_squares"):
+    with pytest.raises(PluginError, match=r"unknown loss 'nope'; available: .*hinge, least_squares"):
         reg.get("loss", "nope")
 
 
