@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gankit.ops import Array, Ops
 
@@ -52,9 +52,35 @@ LOSS_PROPERTIES = (
 
 
 class StrictModel(BaseModel):
-    """Base for every gankit pydantic model: unknown keys are errors."""
+    """Base for every gankit pydantic model: unknown keys are errors, and so is a boolean
+    where a number belongs (``lr = true`` is not a learning rate of 1)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data):
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                if field is not None and _holds_bool(value) and not _admits_bool(field.annotation):
+                    raise ValueError(f"{name}: a boolean is not a number (got {value!r}); write the number itself")
+        return data
+
+
+def _holds_bool(value) -> bool:
+    return isinstance(value, bool) or (isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value))
+
+
+def _admits_bool(annotation) -> bool:
+    """Whether a field's type takes booleans anywhere (bool, Any, or a union or container of them)."""
+    import typing
+
+    if annotation in (bool, Any, object) or isinstance(annotation, typing.TypeVar):
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(annotation))
+    return any(_admits_bool(a) for a in typing.get_args(annotation) if a is not Ellipsis)
 
 
 class NoParams(StrictModel):
