@@ -379,7 +379,7 @@ def _format_validation_error(err: ValidationError, source: str, prefix: str = ""
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in (prefix, *e["loc"]) if x != "")
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
