@@ -24,6 +24,10 @@ from gankit.protocol import OptimizerSettings, StrictModel, WeightSchedule
 BACKEND_ENV = "GANKIT_BACKEND"
 DEFAULT_BACKEND = "torch"
 DEFAULT_PRESET = "mnist"
+#: The most generator updates a run may ask for (a billion: days at a millisecond a step).
+MAX_STEPS = 10**9
+#: Seeds fit every framework's seed type (a non-negative int32).
+MAX_SEED = 2**31 - 1
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|gpu)(:\d+)?)$")
 
 
@@ -119,11 +123,11 @@ class OptimizersConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """The training loop."""
 
-    steps: int = Field(default=2000, gt=0)
+    steps: int = Field(default=2000, gt=0, le=MAX_STEPS)
     """Number of generator updates."""
     batch_size: int = Field(default=256, gt=0)
     """Samples per batch, for each network."""
-    n_critic: int = Field(default=1, ge=1)
+    n_critic: int = Field(default=1, ge=1, le=1000)
     """Discriminator updates per generator update."""
     log_every: int = Field(default=100, ge=1)
     """Write losses to metrics.jsonl every this many steps."""
@@ -154,7 +158,7 @@ class TrainingConfig(StrictModel):
     """How many periodic checkpoints (checkpoints/step_*.json) to keep; older ones are deleted."""
     tensorboard: bool = True
     """Write TensorBoard event files (scalars and sample grids) into RUN_DIR/tensorboard."""
-    prefetch: int = Field(default=2, ge=0)
+    prefetch: int = Field(default=2, ge=0, le=64)
     """Batches prepared ahead of the step by a background thread (0: prepare them inline)."""
     threads: int | None = Field(default=None, ge=1)
     """CPU threads for the framework's intra-op pool (torch.set_num_threads; TensorFlow's
@@ -233,9 +237,51 @@ class OutputConfig(StrictModel):
     dir: str = "runs"
     """Parent directory of run directories."""
     name: str | None = None
-    """Run directory name (default: experiment name, backend and a timestamp)."""
+    """Run directory name, a relative path inside ``dir`` (default: experiment name,
+    backend and a timestamp)."""
     overwrite: bool = False
     """Allow writing into an existing run directory."""
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("a path cannot hold a NUL character")
+        if not v.strip():
+            raise ValueError("give a directory (e.g. runs)")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if "\x00" in v:
+            raise ValueError("a path cannot hold a NUL character")
+        parts = v.replace("\\", "/").split("/")
+        if v.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", v) or ".." in parts:
+            raise ValueError("a run directory name must stay inside output.dir: no absolute path, '~' or '..' "
+                             "(set output.dir to choose where runs go)")
+        return v
+
+
+def check_output_dir(output: OutputConfig) -> None:
+    """Refuse, in one line, an ``output.dir`` that cannot hold run directories: a file,
+    or a folder (or the nearest existing parent of a new one) this user cannot write."""
+    target = Path(output.dir).expanduser()
+    if output.name:
+        target = target / output.name
+    probe = target
+    while not probe.exists():
+        if probe.is_symlink() or probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"output directory {str(target)!r} cannot be created: {str(probe)!r} is a file",
+                          hint="set output.dir (or output.name) to a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"output directory {str(target)!r} cannot be written: {str(probe)!r} is not writable by you",
+                          hint="set output.dir to a folder you can write")
 
 
 class ExperimentConfig(StrictModel):
@@ -247,7 +293,7 @@ class ExperimentConfig(StrictModel):
     """What the experiment is for (shown by `gankit presets`)."""
     backend: str = DEFAULT_BACKEND
     """Backend plugin: torch or tensorflow (GANKIT_BACKEND overrides the file)."""
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     """Seed for weights, noise and data order: a CPU run with the same seed repeats exactly."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:N, gpu, gpu:N or mps (falls back to cpu with a warning)."""
@@ -275,6 +321,13 @@ class ExperimentConfig(StrictModel):
     """Differentiable augmentation of the discriminator's inputs (off by default)."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     """Where results go."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if "\x00" in v or "/" in v or "\\" in v or v in (".", ".."):
+            raise ValueError("the experiment name becomes a directory name: use no '/', '\\' or NUL, and not '.' or '..'")
+        return v
 
     @field_validator("device")
     @classmethod

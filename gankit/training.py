@@ -32,7 +32,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from gankit import checkpoint, evaluation, mode_history, plotting
-from gankit.config import ExperimentConfig, load_config, read_config_file
+from gankit.budget import check_resources
+from gankit.config import ExperimentConfig, check_output_dir, load_config, read_config_file
 from gankit.data import ArrayDataset, Dataset, epoch_orders
 from gankit.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from gankit.init import initial_weights
@@ -302,6 +303,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
     backend = reg.backend(cfg.backend)
     group = _group(backend, cfg) if distributed else ProcessGroup()
     check_fits(cfg, dataset, g_spec, d_spec, group.world_size)
+    check_resources(cfg, dataset, g_spec, d_spec, group.world_size)  # threads and memory, before any weights
     t = cfg.training
     threads = choose_threads(cfg, g_spec, d_spec)
     setup = TrainSetup(
@@ -321,6 +323,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
 
 
 def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True, check: bool = True) -> Path:
+    check_output_dir(cfg.output)  # a file, or a folder this user cannot write: one line, before any work
     parent = Path(cfg.output.dir)
     if cfg.output.name:
         path = parent / cfg.output.name
@@ -335,7 +338,11 @@ def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True, che
             i += 1
             path = parent / f"{cfg.name}-{backend}-{stamp}-{i}"
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"run directory {str(path)!r} cannot be created ({exc.strerror or exc})",
+                              hint="set output.dir to a folder you can write") from None
     return path
 
 

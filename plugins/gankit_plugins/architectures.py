@@ -16,7 +16,7 @@ maps a sample to one logit. Images are channel-first ``(C, H, W)``, any channel 
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
@@ -45,8 +45,8 @@ from gankit import (
 class MLPParams(gankit.StrictModel):
     """Parameters of the ``mlp`` architecture."""
 
-    hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
-    """Width of each hidden layer."""
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
+    """Width of each hidden layer (each at least 1)."""
     activation: Literal["relu", "leaky_relu", "tanh"] = "relu"
     """Hidden-layer non-linearity."""
     negative_slope: float = Field(default=0.2, ge=0, lt=1)

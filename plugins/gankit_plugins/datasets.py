@@ -20,22 +20,22 @@ import gankit
 class RingParams(gankit.StrictModel):
     """Parameters of ``ring8``."""
 
-    modes: int = Field(default=8, ge=1)
+    modes: int = Field(default=8, ge=1, le=100_000)
     """Number of Gaussians, evenly spaced on the circle."""
-    radius: float = Field(default=1.0, gt=0)
+    radius: float = Field(default=1.0, gt=0, le=1e6)
     """Radius of the circle."""
-    std: float = Field(default=0.01, gt=0)
+    std: float = Field(default=0.01, gt=0, le=1e6)
     """Standard deviation of each Gaussian."""
 
 
 class GridParams(gankit.StrictModel):
     """Parameters of ``grid25``."""
 
-    side: int = Field(default=5, ge=1)
+    side: int = Field(default=5, ge=1, le=300)
     """Modes per side of the square grid (side^2 modes)."""
-    spacing: float = Field(default=2.0, gt=0)
+    spacing: float = Field(default=2.0, gt=0, le=1e6)
     """Distance between neighbouring modes; the grid is centred on 0."""
-    std: float = Field(default=0.05, gt=0)
+    std: float = Field(default=0.05, gt=0, le=1e6)
     """Standard deviation of each Gaussian."""
 
 
@@ -117,9 +117,9 @@ def load_array_file(params: ArrayFileParams, seed: int = 0) -> gankit.Dataset:
         if params.labels_key is not None:
             raise gankit.DataError(f"data file {str(path)!r} is a .npy: labels need a .npz", hint="unset data.params.labels_key")
         array = loaded
-    if not np.issubdtype(array.dtype, np.number) or array.ndim < 2:
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating) or array.ndim < 2:
         raise gankit.DataError(
-            f"data file {str(path)!r} must hold a numeric array of shape (n, ...), got {array.dtype} {array.shape}",
+            f"data file {str(path)!r} must hold a real numeric array of shape (n, ...), got {array.dtype} {array.shape}",
         )
     modality = params.modality if params.modality != "auto" else ("images" if array.ndim == 4 else "points")
     return gankit.ArrayDataset(array, modality=modality, labels=labels, info={"source": str(path)})

@@ -1,0 +1,162 @@
+"""Up-front resource checks: refuse, in one line, a run that cannot fit this machine
+before a backend builds anything.
+
+:func:`check_resources` runs after the dataset and the net specs exist and before any
+weights are made. It bounds ``training.threads`` by the machine's CPUs and estimates the
+memory a training run needs from the specs, the batch and the run's sampling, refusing
+one that cannot fit in this machine's memory with the estimate and what to lower.
+
+The estimate is deliberately simple and on the low side (it counts what must exist, not
+a framework's workspace), so that a refused run could never have run, while a run near
+the limit is still tried:
+
+* parameters: each net's weights and buffers, 4 bytes each (float32), times 4 for a
+  trained parameter (weight, gradient, two Adam moments), plus the EMA generator;
+* activations: one training step keeps every layer's output for the backward pass, for
+  the generator's batch and the discriminator's real and fake batches (per process),
+  and as much again for their gradients;
+* data: the ``n_critic`` real batches of a step, for each batch the prefetcher holds;
+* samples: the final ``training.num_samples`` (and ``evaluation.num_samples``) samples,
+  generated in one pass: the generator's activations for that many samples.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from gankit.errors import ConfigError
+
+#: training.threads may be at most this many times the usable CPUs.
+THREADS_PER_CPU = 4
+#: Bytes of one float32.
+FLOAT_BYTES = 4
+#: Copies of each trained parameter: weight, gradient and Adam's two moments.
+COPIES_PER_PARAMETER = 4
+#: Environment variable that sets the memory budget in bytes (default: this machine's RAM).
+MEMORY_ENV = "GANKIT_MEMORY_LIMIT"
+
+
+def max_threads(cpus: int | None = None) -> int:
+    """The most CPU threads a run may ask for on this machine."""
+    if cpus is None:
+        from gankit.training import usable_cpus
+
+        cpus = usable_cpus()
+    return THREADS_PER_CPU * max(1, cpus)
+
+
+def check_threads(threads: int | None, cpus: int | None = None) -> None:
+    """Refuse a ``training.threads`` far beyond the machine (thousands of threads hang or
+    crash the frameworks' thread pools)."""
+    if threads is None:
+        return
+    if cpus is None:
+        from gankit.training import usable_cpus
+
+        cpus = usable_cpus()
+    limit = max_threads(cpus)
+    if threads > limit:
+        raise ConfigError(f"training.threads = {threads} is more than this machine can use: it has {cpus} usable "
+                          f"CPU{'s' if cpus != 1 else ''}, so at most {limit} threads",
+                          hint=f"set training.threads to {min(cpus, limit)} or fewer, or leave it unset to let gankit choose")
+
+
+def memory_limit() -> int | None:
+    """The memory a run may use, in bytes: ``GANKIT_MEMORY_LIMIT`` if set, else this
+    machine's physical memory (None where it cannot be read)."""
+    value = os.environ.get(MEMORY_ENV, "").strip()
+    if value:
+        try:
+            return int(float(value))
+        except ValueError:
+            raise ConfigError(f"{MEMORY_ENV}={value!r} is not a number of bytes", hint="e.g. 8e9, or unset it") from None
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _shapes_elements(spec) -> int:
+    """Elements of every layer output (nested ones included) of one sample's forward pass."""
+    walk = list(spec.walk())
+    if not walk:  # a natively built net: its input and output only
+        return sum(math.prod(s) for s in spec.shapes())
+    return sum(math.prod(shape) for _, _, shape in walk) + math.prod(spec.shapes()[-1])
+
+
+def _state_elements(spec) -> tuple[int, int]:
+    params = sum(math.prod(s) for s in spec.parameter_shapes().values())
+    buffers = sum(math.prod(s) for s in spec.buffer_shapes().values())
+    return params, buffers
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes a training run needs, by part."""
+
+    parameters: int
+    activations: int
+    data: int
+    samples: int
+
+    @property
+    def total(self) -> int:
+        return self.parameters + self.activations + self.data + self.samples
+
+    def largest(self) -> str:
+        parts = {"parameters": self.parameters, "activations": self.activations, "data": self.data,
+                 "samples": self.samples}
+        return max(parts, key=parts.get)
+
+
+def estimate(cfg, sample_shape, g_spec, d_spec, world_size: int = 1) -> Estimate:
+    """The memory one process of a training run needs (see the module docstring)."""
+    t = cfg.training
+    g_params, g_buffers = _state_elements(g_spec)
+    d_params, d_buffers = _state_elements(d_spec)
+    ema = g_params + g_buffers if t.ema_decay else 0
+    parameters = FLOAT_BYTES * (COPIES_PER_PARAMETER * (g_params + d_params) + g_buffers + d_buffers + ema)
+    g_act, d_act = _shapes_elements(g_spec), _shapes_elements(d_spec)
+    batch = max(1, t.batch_size // max(1, world_size))
+    # Forward outputs kept for backward and as much again for their gradients: G's batch,
+    # D on a real and a fake batch.
+    activations = FLOAT_BYTES * 2 * batch * (g_act + 2 * d_act)
+    sample = math.prod(sample_shape)
+    data = FLOAT_BYTES * (t.prefetch + 1) * t.n_critic * batch * sample
+    evaluation = cfg.evaluation.num_samples if cfg.evaluation.every else 0
+    # Generated in one pass; evaluation generates in batches of 1000, and holds as many real samples.
+    samples = FLOAT_BYTES * max(t.num_samples * (g_act + sample),
+                                min(evaluation, 1000) * g_act + 2 * evaluation * sample)
+    return Estimate(int(parameters), int(activations), int(data), int(samples))
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.1f} MB"
+
+
+_FIX = {
+    "parameters": "make the nets smaller (layer widths, base channels, latent.dim)",
+    "activations": "lower training.batch_size, or make the nets smaller",
+    "data": "lower training.batch_size, training.n_critic or training.prefetch",
+    "samples": "lower training.num_samples (and evaluation.num_samples)",
+}
+
+
+def check_memory(cfg, sample_shape, g_spec, d_spec, world_size: int = 1, limit: int | None = None) -> Estimate:
+    """Refuse a run whose estimated memory exceeds the machine's (or ``limit`` bytes)."""
+    est = estimate(cfg, sample_shape, g_spec, d_spec, world_size)
+    limit = memory_limit() if limit is None else limit
+    if limit is not None and est.total > limit:
+        parts = ", ".join(f"{k} {_gb(getattr(est, k))}" for k in ("parameters", "activations", "data", "samples")
+                          if getattr(est, k) >= 0.01 * est.total)
+        raise ConfigError(f"this run needs at least {_gb(est.total)} of memory ({parts}) and this machine has "
+                          f"{_gb(limit)}", hint=f"{_FIX[est.largest()]}; {MEMORY_ENV} sets the limit in bytes")
+    return est
+
+
+def check_resources(cfg, dataset, g_spec, d_spec, world_size: int = 1) -> Estimate:
+    """Every up-front check of this module: threads, then memory."""
+    check_threads(cfg.training.threads)
+    return check_memory(cfg, tuple(dataset.sample_shape), g_spec, d_spec, world_size)
