@@ -17,7 +17,7 @@ from gankit_jax.step import JaxTrainer
 CACHE_ENV = "GANKIT_JAX_CACHE"
 
 
-def use_compilation_cache() -> str | None:
+def _use_compilation_cache() -> str | None:
     """Keep XLA's compiled programs on disk (jax's persistent compilation cache), unless the
     user configured jax's cache already or set ``GANKIT_JAX_CACHE=off``: compiling a GAN
     step takes XLA seconds on a CPU, loading it again a fraction of one (a trainer with
@@ -41,7 +41,7 @@ class JaxBackend:
     name = "jax"
 
     def __init__(self):
-        self.compilation_cache = use_compilation_cache()
+        self.compilation_cache = _use_compilation_cache()
 
     def version(self) -> str:
         return str(jax.__version__)

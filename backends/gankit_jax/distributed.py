@@ -18,7 +18,7 @@ _REFUSAL = "the jax backend trains in one process: data-parallel training is opt
 _HINT = "train on one process (training.distributed = 'off'), or with backend=torch or tensorflow"
 
 
-def launcher_processes() -> int:
+def launcher_world_size() -> int:
     """How many processes a launcher started (``WORLD_SIZE``, or the workers of ``TF_CONFIG``)."""
     try:
         world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -36,8 +36,8 @@ def init(mode: str = "auto", device: str = "auto") -> ProcessGroup:
     """This process alone (``mode`` off or auto outside a launcher); anything else is refused."""
     if mode == "mirrored":
         raise ConfigError(f"training.distributed = 'mirrored': {_REFUSAL}", hint=_HINT)
-    if mode != "off" and launcher_processes() > 1:
-        raise ConfigError(f"{launcher_processes()} processes were launched: {_REFUSAL}", hint=_HINT)
+    if mode != "off" and launcher_world_size() > 1:
+        raise ConfigError(f"{launcher_world_size()} processes were launched: {_REFUSAL}", hint=_HINT)
     return ProcessGroup()
 
 

@@ -109,11 +109,11 @@ def _bias(c, p, layer, y, image: bool):
 
 
 # -- layers: f(call, prefix, layer, input shape, x) -> y (images NCHW) ------------------
-def dense(c, p, layer, shape, x):
+def _dense(c, p, layer, shape, x):
     return _bias(c, p, layer, x @ _weight(c, p, layer, _rows_dense), image=False)
 
 
-def conv2d(c, p, layer, shape, x):
+def _conv2d(c, p, layer, shape, x):
     w = _weight(c, p, layer, _rows_conv)
     pad = layer.padding
     y = lax.conv_general_dilated(x, w, (layer.stride, layer.stride), [(pad, pad), (pad, pad)],
@@ -121,7 +121,7 @@ def conv2d(c, p, layer, shape, x):
     return _bias(c, p, layer, y, image=True)
 
 
-def conv_transpose2d(c, p, layer, shape, x):
+def _conv_transpose2d(c, p, layer, shape, x):
     # torch's transposed conv is a conv of the stride-dilated input with the kernel
     # flipped and its in/out axes swapped, padded by k - 1 - padding on each side
     # (+ output_padding at the bottom/right); a negative padding crops.
@@ -134,18 +134,18 @@ def conv_transpose2d(c, p, layer, shape, x):
     return _bias(c, p, layer, y, image=True)
 
 
-def upsample(c, p, layer, shape, x):
+def _upsample(c, p, layer, shape, x):
     s = layer.scale_factor
     return jnp.repeat(jnp.repeat(x, s, axis=2), s, axis=3)
 
 
-def avg_pool2d(c, p, layer, shape, x):
+def _avg_pool2d(c, p, layer, shape, x):
     k, s = layer.kernel_size, layer.stride or layer.kernel_size
     summed = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, (1, 1, k, k), (1, 1, s, s), "VALID")
     return summed / (k * k)
 
 
-def global_pool(c, p, layer, shape, x):
+def _global_pool(c, p, layer, shape, x):
     return jnp.sum(x, axis=(2, 3)) if layer.mode == "sum" else jnp.mean(x, axis=(2, 3))
 
 
@@ -158,11 +158,11 @@ _ACTIVATIONS = {
 }
 
 
-def activation(c, p, layer, shape, x):
+def _activation(c, p, layer, shape, x):
     return _ACTIVATIONS[layer.fn](layer, x)
 
 
-def dropout(c, p, layer, shape, x):
+def _dropout(c, p, layer, shape, x):
     if not c.training or layer.rate == 0:
         return x
     if c.key is None:
@@ -172,7 +172,7 @@ def dropout(c, p, layer, shape, x):
     return x * (keep.astype(x.dtype) * jnp.asarray(1.0 / (1.0 - layer.rate), x.dtype))
 
 
-def batch_norm(c, p, layer, shape, x):
+def _batch_norm(c, p, layer, shape, x):
     # Statistics and normalisation in float32 whatever the compute dtype.
     x32 = x.astype(jnp.float32)
     weight, bias = c.params[p + "weight"], c.params[p + "bias"]
@@ -196,7 +196,7 @@ def batch_norm(c, p, layer, shape, x):
     return y.astype(c.compute)
 
 
-def layer_norm(c, p, layer, shape, x):
+def _layer_norm(c, p, layer, shape, x):
     x32 = x.astype(jnp.float32)
     axes = tuple(range(1, len(shape) + 1))
     mean = jnp.mean(x32, axis=axes, keepdims=True)
@@ -205,11 +205,11 @@ def layer_norm(c, p, layer, shape, x):
     return y.astype(c.compute)
 
 
-def reshape(c, p, layer, shape, x):
+def _reshape(c, p, layer, shape, x):
     return x.reshape(x.shape[0], *layer.shape)
 
 
-def flatten(c, p, layer, shape, x):
+def _flatten(c, p, layer, shape, x):
     return x.reshape(x.shape[0], math.prod(shape))
 
 
@@ -223,22 +223,22 @@ def _join(x, extra, combine):
     return jnp.concatenate([x, extra], axis=1) if combine == "concat" else x * extra
 
 
-def embedding(c, p, layer, shape, x):
+def _embedding(c, p, layer, shape, x):
     table = _weight(c, p, layer, _rows_table)
     return _join(x, table[c.labels], layer.combine)
 
 
-def one_hot(c, p, layer, shape, x):
+def _one_hot(c, p, layer, shape, x):
     return _join(x, jax.nn.one_hot(c.labels, layer.num_classes, dtype=x.dtype), "concat")
 
 
-def projection(c, p, layer, shape, x):
+def _projection(c, p, layer, shape, x):
     y = _bias(c, p, layer, x @ _weight(c, p, layer, _rows_dense), image=False)
     e = _weight(c, p, layer, _rows_table, "embedding")[c.labels]
     return y + jnp.sum(e * x, axis=1, keepdims=True)
 
 
-def residual(c, p, layer, shape, x):
+def _residual(c, p, layer, shape, x):
     branches = {"body": [], "shortcut": []}
     for sub_prefix, sub, sub_shape in layer.sublayers(shape):
         branches[sub_prefix.split(".")[0]].append((sub_prefix, sub, sub_shape))
@@ -253,10 +253,10 @@ def residual(c, p, layer, shape, x):
 
 #: The layer kinds this backend builds, each by one function.
 LAYERS: dict[str, Callable] = {
-    "dense": dense, "conv2d": conv2d, "conv_transpose2d": conv_transpose2d, "upsample": upsample,
-    "avg_pool2d": avg_pool2d, "global_pool": global_pool, "activation": activation, "dropout": dropout,
-    "batch_norm": batch_norm, "layer_norm": layer_norm, "reshape": reshape, "flatten": flatten,
-    "embedding": embedding, "one_hot": one_hot, "projection": projection, "residual": residual,
+    "dense": _dense, "conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d, "upsample": _upsample,
+    "avg_pool2d": _avg_pool2d, "global_pool": _global_pool, "activation": _activation, "dropout": _dropout,
+    "batch_norm": _batch_norm, "layer_norm": _layer_norm, "reshape": _reshape, "flatten": _flatten,
+    "embedding": _embedding, "one_hot": _one_hot, "projection": _projection, "residual": _residual,
 }
 SUPPORTED_LAYERS = tuple(LAYERS)
 

@@ -46,7 +46,7 @@ def to_dtype(dtype: Any):
         raise ValueError(f"unsupported dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
 
 
-def x64(dtype: Any):
+def _x64(dtype: Any):
     """A context with jax's 64-bit types on when ``dtype`` needs them."""
     wide = str(dtype) in ("float64", "int64") or getattr(dtype, "itemsize", 4) == 8
     return jax.enable_x64(True) if wide else contextlib.nullcontext()
@@ -99,7 +99,7 @@ class JaxOps(Ops):
         dt = to_dtype(dtype) if dtype is not None else self.dtype
         if isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
             return x.astype(dt)
-        with x64(jnp.dtype(dt).name):
+        with _x64(jnp.dtype(dt).name):
             return jnp.asarray(np.asarray(x), dtype=dt)
 
     def to_numpy(self, x):
@@ -223,7 +223,7 @@ class JaxOps(Ops):
         dt = to_dtype(dtype)
         saved, self.dtype = self.dtype, dt  # constants made by fn follow dtype
         try:
-            with x64(dtype):
+            with _x64(dtype):
                 ts = [jnp.asarray(np.asarray(x), dtype=dt) for x in xs]
 
                 def scalar(key, *args):

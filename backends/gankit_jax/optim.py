@@ -38,7 +38,7 @@ RMSPROP_ALPHA = 0.99
 _OPTAX_FIELD = {"exp_avg": "mu", "exp_avg_sq": "nu", "square_avg": "nu", "momentum_buffer": "trace"}
 
 
-def clip_grad_norm(grads, max_norm: float | None):
+def _clip_grad_norm(grads, max_norm: float | None):
     """torch.nn.utils.clip_grad_norm_: ``g *= min(1, max_norm / (norm + 1e-6))``."""
     if not max_norm:
         return grads
@@ -75,7 +75,7 @@ class Optimizer:
 
     def update(self, grads, state, params, lr):
         """One step: clip, transform, ``p -= lr * update``; returns ``(params, state)``."""
-        grads = clip_grad_norm(grads, self.settings.clip_grad_norm)
+        grads = _clip_grad_norm(grads, self.settings.clip_grad_norm)
         updates, inner = self.transform.update(grads, state["inner"], params)
         wd = self.decoupled_decay
         new = jax.tree_util.tree_map(

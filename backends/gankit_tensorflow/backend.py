@@ -45,5 +45,11 @@ class TensorFlowBackend:
 
         return export_generator(trainer, path, opset)
 
+    def generator_module(self, trainer: TensorFlowTrainer):
+        """The trainer's sampling generator as the framework's own module (see gankit_tensorflow.export)."""
+        from gankit_tensorflow.export import generator_module
+
+        return generator_module(trainer)
+
     def __repr__(self) -> str:
         return f"TensorFlowBackend(tensorflow {tf.__version__})"

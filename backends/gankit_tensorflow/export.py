@@ -1,4 +1,4 @@
-"""Export a trainer's generator to ONNX with tf2onnx."""
+"""Export a trainer's generator: to ONNX with tf2onnx, or as a ``tf.Module``."""
 
 from __future__ import annotations
 
@@ -41,3 +41,31 @@ def _rename_output(model, name: str) -> None:
         node.output[:] = [name if o == old else o for o in node.output]
         node.input[:] = [name if i == old else i for i in node.input]
     model.graph.output[0].name = name
+
+
+class GeneratorModule(tf.Module):
+    """A generator as a ``tf.Module``: ``gen(z)`` or, class-conditional, ``gen(z, labels)``
+    computes its eval-mode samples (NCHW images, float32); ``trainable_variables`` are its
+    weights, so it works inside a ``tf.function`` or a Keras model (as a layer's call)."""
+
+    def __init__(self, net):
+        super().__init__(name="generator")
+        self.net = net
+        self.conditional = bool(net.spec.conditional)
+
+    def __call__(self, z, labels=None):
+        if self.conditional and labels is None:
+            raise ValueError("the generator is class-conditional: call it with labels")
+        return self.net(z, False, labels if self.conditional else None)
+
+
+def generator_module(trainer) -> GeneratorModule:
+    """The trainer's sampling generator (the EMA one when it keeps one) as a
+    :class:`GeneratorModule`: a copy of its weights, so using or training it leaves the
+    trainer alone."""
+    from gankit_tensorflow.nn import TensorFlowNet, export_weights, load_weights
+
+    source = getattr(trainer, "G_ema", None) or trainer.G
+    net = TensorFlowNet(source.spec)
+    load_weights(net, export_weights(source))
+    return GeneratorModule(net)

@@ -46,5 +46,11 @@ class TorchBackend:
             description=f"torchrun, {ctx.backend}, {ctx.world_size} ranks",
             barrier=lambda: distributed.barrier(ctx), shutdown=lambda: distributed.shutdown(ctx))
 
+    def generator_module(self, trainer: TorchTrainer):
+        """The trainer's sampling generator as the framework's own module (see gankit_torch.export)."""
+        from gankit_torch.export import generator_module
+
+        return generator_module(trainer)
+
     def __repr__(self) -> str:
         return f"TorchBackend(torch {self.version()})"

@@ -1,4 +1,4 @@
-"""Export a trainer's generator to ONNX with ``torch.onnx.export``."""
+"""Export a trainer's generator: to ONNX with ``torch.onnx.export``, or as a ``torch.nn.Module``."""
 
 from __future__ import annotations
 
@@ -41,3 +41,11 @@ def export_generator(trainer, path: str | Path, opset: int = 17) -> list[str]:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_bytes(buffer.getvalue())
     return names
+
+
+def generator_module(trainer) -> torch.nn.Module:
+    """The trainer's sampling generator (the EMA one when it keeps one) as a
+    ``torch.nn.Module`` in eval mode: a copy, so using or training it leaves the trainer
+    alone. Call it as ``gen(z)`` or, class-conditional, ``gen(z, labels)``."""
+    net = getattr(trainer, "ema", None) or trainer.nets["generator"]
+    return copy.deepcopy(net).eval()

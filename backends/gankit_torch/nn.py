@@ -207,6 +207,13 @@ _ACTIVATIONS = {
 }
 
 
+#: The layer kinds this backend builds (each by a branch of :func:`_build_layer`).
+SUPPORTED_LAYERS = (
+    "dense", "conv2d", "conv_transpose2d", "upsample", "avg_pool2d", "global_pool", "activation", "dropout",
+    "batch_norm", "layer_norm", "reshape", "flatten", "embedding", "one_hot", "projection", "residual",
+)
+
+
 def _build_layer(layer, input_shape) -> nn.Module:
     kind = layer.kind
     if kind == "dense":
@@ -258,6 +265,10 @@ def build_net(spec: NetSpec) -> Net:
         from gankit_torch.native import build_native
 
         return build_native(spec)
+    unknown = sorted({layer.kind for _, layer, _ in spec.walk()} - set(SUPPORTED_LAYERS))
+    if unknown:
+        raise NotImplementedError(f"the torch backend cannot build layer kind(s) {unknown} of net {spec.name!r}; "
+                                  f"supported: {', '.join(SUPPORTED_LAYERS)}")
     shapes = spec.shapes()
     return Net(*(_build_layer(layer, shapes[i]) for i, layer in enumerate(spec.layers)))
 

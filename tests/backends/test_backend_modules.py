@@ -1,0 +1,127 @@
+"""Backends mirror each other (Keras 3 style): the same modules, the same public function
+names and signatures, and each declares the layer kinds it builds in one table that
+covers the vocabulary of gankit.nets.
+
+``KNOWN_DIFFERENCES`` lists where the backends still differ, each with the reason; it
+may only shrink: a difference that disappears (or a new one) fails the test until the
+list says so. Most entries are torch and TensorFlow disagreeing, for the port of both
+onto gankit.trainer.BaseTrainer to remove.
+"""
+
+import importlib
+import importlib.util
+import inspect
+
+import pytest
+
+from gankit import nets
+from gankit.backend_contract import MODULES
+
+BACKENDS = [b for b in ("torch", "tensorflow", "jax") if importlib.util.find_spec(b) is not None]
+
+#: (module, function) -> why the backends differ there. Shrink it; never grow it silently.
+KNOWN_DIFFERENCES = {
+    # device
+    ("device", "resolve_device"): "the argument is `requested` on torch and jax, `device` on TensorFlow",
+    ("device", "device_name"): "TensorFlow and jax name a resolved device; torch's device is already named",
+    ("device", "configure_gpus"): "TensorFlow only: memory growth and no TF32, once per process",
+    ("device", "make_generator"): "torch only: a seeded torch.Generator per device",
+    # ops
+    ("ops", "draw"): "torch only: a draw from a torch.Generator on its device",
+    ("ops", "to_dtype"): "torch and jax map dtype names; TensorFlow uses tf.as_dtype",
+    ("ops", "to_numpy_dtype"): "torch only",
+    # nn: torch builds modules from specs, TensorFlow a tf.Module that is its own state, jax a pure function
+    ("nn", "build_net"): "TensorFlow also takes dtype, seed and compute_dtype",
+    ("nn", "check_weights"): "torch and jax check against the spec, TensorFlow against the net",
+    ("nn", "export_weights"): "torch (module, spec), TensorFlow (net), jax (params, buffers)",
+    ("nn", "load_weights"): "torch loads into a module, TensorFlow into a net, jax returns (params, buffers)",
+    ("nn", "canonical_shapes"): "torch and jax; TensorFlow reads shapes from its variables",
+    ("nn", "spectral_normalize"): "torch only (a function of the module); TensorFlow and jax do it per layer call",
+    ("nn", "transposed_names"): "torch only: nn.Linear stores the transpose of the canonical dense weight",
+    # optim
+    ("optim", "build_optimizer"): "torch and jax build_optimizer(params, settings); TensorFlow make_optimizer",
+    ("optim", "make_optimizer"): "TensorFlow's name and argument order (settings, variables)",
+    ("optim", "slot_names"): "torch only; the neutral gankit.trainer.optimizer_slots is the same table",
+    ("optim", "export_optimizer_state"): "torch only; TensorFlow's and jax's optimizers have methods",
+    ("optim", "check_optimizer_state"): "torch only; TensorFlow checks in a method, jax in gankit.trainer",
+    ("optim", "load_optimizer_state"): "torch only; TensorFlow's and jax's optimizers have methods",
+    # distributed: each framework's own data-parallel machinery
+    ("distributed", "launcher_world_size"): "torch and jax read WORLD_SIZE; TensorFlow reads TF_CONFIG (workers)",
+    ("distributed", "workers"): "TensorFlow only: the workers of TF_CONFIG",
+    ("distributed", "all_reduce_mean"): "torch (tensors, world_size), TensorFlow (values) in a replica context; jax: none",
+    ("distributed", "broadcast"): "torch only: rank 0's buffers after each step",
+    ("distributed", "barrier"): "torch only; TensorFlow's is in the ProcessGroup its init returns",
+    ("distributed", "shutdown"): "torch only",
+    ("distributed", "rank_device"): "torch only",
+    ("distributed", "wrap"): "torch only: DistributedDataParallel",
+    ("distributed", "strategy"): "TensorFlow only: the tf.distribute strategy",
+    ("distributed", "variable_scope"): "TensorFlow only",
+    ("distributed", "replica_position"): "TensorFlow only",
+    ("distributed", "check_single_process"): "jax only: it refuses world_size > 1 (data-parallel is optional)",
+    # export
+    ("export", "export_generator"): "ONNX export is optional: jax has no ONNX exporter",
+}
+
+
+def public_functions(backend, module):
+    mod = importlib.import_module(f"gankit_{backend}.{module}")
+    return {name: tuple(inspect.signature(fn).parameters) for name, fn in vars(mod).items()
+            if inspect.isfunction(fn) and not name.startswith("_") and fn.__module__ == mod.__name__}
+
+
+@pytest.fixture(scope="module")
+def functions():
+    if len(BACKENDS) < 2:
+        pytest.skip("needs two backends")
+    return {m: {b: public_functions(b, m) for b in BACKENDS} for m in MODULES}
+
+
+def test_every_backend_has_the_contracts_modules_and_names():
+    for backend in BACKENDS:
+        for module, names in MODULES.items():
+            mod = importlib.import_module(f"gankit_{backend}.{module}")
+            missing = [n for n in names if not hasattr(mod, n)]
+            assert not missing, f"gankit_{backend}.{module} lacks {missing}"
+
+
+def test_public_functions_have_the_same_names_and_signatures(functions):
+    differences = {}
+    for module, per_backend in functions.items():
+        for name in set().union(*per_backend.values()):
+            signatures = {b: per_backend[b].get(name) for b in per_backend}
+            if len(set(signatures.values())) > 1:
+                differences[(module, name)] = signatures
+    if set(BACKENDS) != {"torch", "tensorflow", "jax"}:
+        return  # the allow-list is written for all three
+    new = {k: v for k, v in differences.items() if k not in KNOWN_DIFFERENCES}
+    assert not new, f"backends differ where they did not before (align them, or list why): {new}"
+    gone = sorted(k for k in KNOWN_DIFFERENCES if k not in differences)
+    assert not gone, f"these no longer differ: remove them from KNOWN_DIFFERENCES: {gone}"
+
+
+def test_functions_torch_and_tensorflow_agree_on_are_in_jax_too(functions):
+    if set(BACKENDS) != {"torch", "tensorflow", "jax"}:
+        pytest.skip("needs all three backends")
+    for module, per in functions.items():
+        shared = {n for n in per["torch"] if per["tensorflow"].get(n) == per["torch"][n]}
+        for name in shared - set(per["jax"]):
+            assert (module, name) in KNOWN_DIFFERENCES, f"gankit_jax.{module} lacks {name}{per['torch'][name]}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_layer_table_covers_the_vocabulary(backend):
+    nn = importlib.import_module(f"gankit_{backend}.nn")
+    table = set(nn.SUPPORTED_LAYERS)
+    assert not set(nets.LAYER_KINDS) - table, f"{backend} has no builder for {set(nets.LAYER_KINDS) - table}"
+    assert not table - set(nets.LAYER_KINDS), f"{backend} lists kinds the vocabulary lacks: {table - set(nets.LAYER_KINDS)}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_kind_missing_from_the_table_is_refused_in_one_line(backend, monkeypatch):
+    nn = importlib.import_module(f"gankit_{backend}.nn")
+    monkeypatch.setattr(nn, "SUPPORTED_LAYERS", tuple(k for k in nn.SUPPORTED_LAYERS if k != "upsample"))
+    if backend == "jax":
+        monkeypatch.delitem(nn.LAYERS, "upsample")
+    spec = nets.NetSpec(name="up", input_shape=(1, 2, 2), layers=[nets.Upsample()])
+    with pytest.raises(NotImplementedError, match=rf"the {backend} backend cannot build layer kind\(s\) \['upsample'\]"):
+        nn.build_net(spec)
