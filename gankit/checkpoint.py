@@ -8,8 +8,9 @@ A checkpoint is two files side by side (three when it can resume training)::
     checkpoint.json               manifest: format, step, backend, versions, specs, config,
                                   sha256 of each file, data position
 
-Writes are atomic (temp file + rename) and the manifest is written last, so an
-interrupted write leaves the previous checkpoint readable. A run directory keeps its
+Writes are atomic (temp file + rename) and the manifest is written last (a manifest being
+replaced is deleted first), so an interrupted write leaves the previous checkpoint readable;
+:func:`clean_partial` removes what such a write left behind. A run directory keeps its
 periodic checkpoints as ``checkpoints/step_NNNNNNNN.*`` (the last N) and the final one as
 ``checkpoint.*``. Loading parses JSON and safetensors only; it never executes code.
 """
@@ -87,7 +88,8 @@ TEMP_SUFFIX = ".tmp"
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that a kill at any moment leaves either the old file
-    or the new one: a temporary file beside it, flushed to disk, then renamed over it.
+    or the new one: a temporary file beside it, flushed to disk, then renamed over it (and
+    the rename synced).
     The file gets the mode of every other file of a run (0666 less the umask: 0644 by
     default); a temporary file left by a kill is removed by :func:`clean_partial`."""
     path = Path(path)
@@ -103,7 +105,23 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _sync_directory(path.parent)
     return path
+
+
+def _sync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a power cut after it keeps the new file); POSIX
+    only, where a directory can be opened and synced."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 _atomic_write = atomic_write
