@@ -144,14 +144,27 @@ class TensorFlowOps(Ops):
         unknown size, as the training step traces losses and penalties."""
         traced = {}
 
-        def call(*xs):
-            xs = [tf.convert_to_tensor(x) for x in xs]
-            key = tuple((x.dtype, x.shape.rank) for x in xs)
+        def compiled(key, body, xs):
             if key not in traced:
                 sig = [tf.TensorSpec([None] + x.shape.as_list()[1:] if x.shape.rank else [], x.dtype) for x in xs]
-                traced[key] = tf.function(fn, input_signature=sig, autograph=False)
-            return traced[key](*xs)
+                traced[key] = tf.function(body, input_signature=sig, autograph=False)
+            return traced[key]
 
+        def call(*xs):
+            xs = [tf.convert_to_tensor(x) for x in xs]
+            return compiled(tuple((x.dtype, x.shape.rank) for x in xs), fn, xs)(*xs)
+
+        def value_and_grads(*xs):
+            # value_and_grad of a traced fn: the value and its gradients in one graph.
+            def body(*ts):
+                with tf.GradientTape() as tape:
+                    tape.watch(ts)
+                    value = fn(*ts)
+                return value, tape.gradient(value, ts, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+            return compiled(("grad",) + tuple((x.dtype, x.shape.rank) for x in xs), body, xs)(*xs)
+
+        call.value_and_grads = value_and_grads
         return call
 
     def zeros_like(self, x):
@@ -183,6 +196,12 @@ class TensorFlowOps(Ops):
         tensors = [tf.convert_to_tensor(np.asarray(x), dtype=tf.as_dtype(dtype)) for x in xs]
         # Constants made inside fn (asarray, random draws) follow the requested dtype.
         saved, self.dtype = self.dtype, tf.as_dtype(dtype)
+        if hasattr(fn, "value_and_grads"):  # from trace(): one compiled call
+            try:
+                value, grads = fn.value_and_grads(*tensors)
+            finally:
+                self.dtype = saved
+            return float(value.numpy()), [np.asarray(g.numpy()) for g in grads]
         try:
             with tf.GradientTape() as tape:
                 for t in tensors:

@@ -82,14 +82,15 @@ class Context:
     def round(self, *xs):
         return tuple(round_to(x, self.dtype) for x in xs)
 
-    def forall(self, strategy, body, *, share: float = 1.0, key: str = "") -> None:
+    def forall(self, strategy, body, *, share: float = 1.0, key: str = "", examples_of: str = "") -> None:
         """Run ``body`` over hypothesis examples under the suite's profile.
 
         Under the derandomised ``ci`` profile the examples depend only on the check,
         the dtype, whether batch sizes may differ, and ``key`` (which names the
         strategy when a check uses several): they are drawn once and replayed for
         every backend and subject, so hypothesis's own cost is paid once per check.
-        Other profiles run a fresh ``@given`` per case, with shrinking.
+        Other profiles run a fresh ``@given`` per case, with shrinking. ``examples_of``
+        names another check whose examples to replay (their evaluations are reused).
         """
         profile = self.suite.profile
         n = int(round(max(1.0, PROFILES[profile]["max_examples"] * share
@@ -106,13 +107,13 @@ class Context:
         if not PROFILES[profile]["derandomize"]:
             run_property(strategy, guarded, profile=profile, key=self.case.id, examples=n)
         else:
-            self._replay(strategy, guarded, key, n)
+            self._replay(strategy, guarded, key, n, examples_of or self.spec.name)
         if skipped and not ran:
             raise NotApplicable(f"every example is out of {self.dtype}'s range ({skipped[0]})")
 
-    def _replay(self, strategy, body, key, n):
+    def _replay(self, strategy, body, key, n, name):
         equal = getattr(self.subject, "unequal_sizes_ok", None)
-        cache_key = (self.spec.name, key, self.dtype, equal, n)
+        cache_key = (name, key, self.dtype, equal, n)
         examples = self.suite.cache.get(cache_key)
         if examples is None:
             examples = draw_examples(strategy, profile=self.suite.profile, key="/".join(map(str, cache_key)), examples=n)
@@ -125,8 +126,17 @@ class Context:
         """Value and gradients of one side of the subject loss on a backend."""
         handle = backend or self.backend
         dtype = dtype or self.dtype
-        ops = handle.ops(dtype)
         loss = self.subject.loss
+        real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+        # Checks share examples (the across-backends check replays loss.reference's):
+        # an evaluation is made once per backend, dtype, loss, side and inputs.
+        memo = self.suite.cache.setdefault("evaluations", {})
+        key = (handle.name, dtype, id(loss), side, real.shape, real.tobytes(), fake.shape, fake.tobytes())
+        if key not in memo:
+            memo[key] = self._evaluate(handle, dtype, loss, side, real, fake)
+        return memo[key]
+
+    def _evaluate(self, handle, dtype, loss, side, real, fake) -> Evaluation:
         ops, fn = traced(handle, dtype, (id(loss), side),
                          lambda ops: lambda r, f: call_loss(loss, ops, side, r, f))
         value, grads = ops.value_and_grad(fn, np.asarray(real, np.float64), np.asarray(fake, np.float64),
@@ -135,9 +145,19 @@ class Context:
         got = Evaluation(float(value), g_real.reshape(np.shape(real)), g_fake.reshape(np.shape(fake)))
         if not representable(dtype, got.value, got.real, got.fake):
             exact = self.reference(side, real, fake)
-            if not representable(dtype, exact):
+            if self.excused(exact):
                 raise OutOfRange(f"the exact {side} loss is {exact!r}")
         return got
+
+    def excused(self, exact: float) -> bool:
+        """Whether a non-representable result is excused by the exact value: it is beyond
+        the dtype's range, or not finite even in float64 where the loss does not declare
+        ``finite_at_extremes`` (exp(1e3) in an f-GAN loss). A loss that declares finite
+        values is not excused by its own formula overflowing."""
+        if np.isfinite(exact):
+            return not representable(self.dtype, exact)
+        meta = getattr(self.subject, "meta", None)
+        return meta is None or "finite_at_extremes" not in meta.properties
 
     def reference(self, side: str, real, fake) -> float:
         return reference(self.subject.loss, side, real, fake)

@@ -178,3 +178,252 @@ def parameter_gradient(ctx):
         ctx.forall(_linear_cases(min_norm=0.1), body, share=0.5)
     except NotImplementedError as exc:
         raise NotApplicable(f"the backend's ops cannot differentiate ({exc})") from None
+
+
+# -- a non-linear critic: penalties at their declared points ---------------------------
+# D(x) = sum_j (c_j x_j^3 / 3 + a_j x_j^2 / 2 + b_j x_j), parameters theta = (c, a, b).
+# Its input gradient c x^2 + a x + b differs from point to point, so a penalty evaluated
+# at other points than it declares (R1 at fakes, a gradient penalty at fakes only or
+# with one interpolation coefficient for the whole batch, DRAGAN unperturbed) has
+# another value than its closed form at the declared points.
+
+
+def critic_gradient(theta, x) -> np.ndarray:
+    c, a, b = np.asarray(theta, np.float64).reshape(3, -1)
+    x = np.asarray(x, np.float64)
+    return c * x * x + a * x + b
+
+
+def _per_sample_form(regularizer):
+    """``phi(norms) -> penalty`` from the params (the closed form per sample), or None."""
+    p = regularizer.params
+    fields = set(type(p).model_fields) if p is not None else set()
+    if {"weight", "target"} <= fields:
+        lam, t, one_sided = float(p.weight), float(p.target), bool(getattr(p, "one_sided", False))
+        if one_sided:
+            return f"{lam:g} E[relu(||grad D(x)|| - {t:g})^2]", lambda n: lam * np.mean(np.maximum(n - t, 0) ** 2)
+        return f"{lam:g} E[(||grad D(x)|| - {t:g})^2]", lambda n: lam * np.mean((n - t) ** 2)
+    if "gamma" in fields and "target" not in fields:
+        gamma = float(p.gamma)
+        return f"{gamma:g}/2 E[||grad D(x)||^2]", lambda n: 0.5 * gamma * np.mean(n * n)
+    return None
+
+
+def closed_form_at(phi, theta, points) -> float:
+    return float(phi(np.linalg.norm(critic_gradient(theta, points), axis=1)))
+
+
+def nonlinear_penalty(handle, regularizer, dtype, theta, real, fake, *, seed=0, record=None, traced=False):
+    """The penalty on the cubic critic and its gradients wrt theta, real and fake (float64).
+    ``record`` (a list) receives every batch the penalty evaluates D at (eagerly only)."""
+    ops = handle.backend.ops(dtype=dtype, seed=seed)
+
+    def fn(theta_, real_, fake_):
+        c, a, b = theta_[0:FEATURES], theta_[FEATURES:2 * FEATURES], theta_[2 * FEATURES:]
+
+        def discriminator(x):
+            if record is not None:
+                record.append(np.asarray(ops.to_numpy(x), np.float64))
+            return ops.sum(c * x * x * x / 3.0 + a * x * x / 2.0 + b * x, axis=1)
+
+        return regularizer(ops, discriminator, real_, fake_)
+
+    value, grads = ops.value_and_grad(ops.trace(fn) if traced else fn, np.asarray(theta, np.float64),
+                                      np.asarray(real, np.float64), np.asarray(fake, np.float64), dtype=dtype)
+    return float(value), [as_float64(g) for g in grads]
+
+
+@st.composite
+def _cubic_cases(draw, min_size: int = 2):
+    theta = draw(S.vector(3 * FEATURES, -1.0, 1.0))
+    n = draw(st.integers(min_size, 6))
+    # A fixed spread under the drawn values: a real batch of one repeated value has no
+    # spread for DRAGAN to scale its perturbation by.
+    spread = np.linspace(-0.5, 0.5, n * FEATURES).reshape(n, FEATURES)
+    real = draw(S.vector(n * FEATURES, -2.0, 2.0)).reshape(n, FEATURES) + spread
+    fake = draw(S.vector(n * FEATURES, -2.0, 2.0)).reshape(n, FEATURES) - spread
+    return theta, real, fake
+
+
+def _one_batch(ctx, record, what) -> np.ndarray:
+    if not record:
+        fail(f"the penalty never evaluated the discriminator ({what}) on {ctx.where}")
+    shapes = {r.shape for r in record}
+    if len(record) > 1 and len({r.tobytes() for r in record}) > 1:
+        fail(f"the penalty evaluated D at {len(record)} different batches (shapes {sorted(shapes)}) on {ctx.where}; "
+             f"one declared at {ctx.subject.regularizer.meta.evaluated_at!r} evaluates it at one batch ({what})")
+    return record[-1]
+
+
+def _check_points(ctx, at: str, points, real, fake, tol: float, params) -> None:
+    """The recorded points are the declared ones (interpolation coefficients are checked
+    one per sample, within [0, 1]; their distribution in regularizer.interpolation)."""
+    where = f"real={fmt(real)}, fake={fmt(fake)} on {ctx.where}"
+    if points.shape != real.shape:
+        fail(f"D was evaluated at a batch of shape {points.shape}, not the real batch's {real.shape}, at {where}")
+    if at in ("real", "fake"):
+        want = real if at == "real" else fake
+        bad = np.max(np.abs(points - want))
+        if bad > tol:
+            fail(f"declared evaluated_at={at!r}, but D was evaluated at {fmt(points)} (|x - {at}| up to {bad!r} > "
+                 f"tolerance {tol!r}), at {where}")
+    elif at == "interpolates":
+        d = real - fake
+        eps = np.sum((points - fake) * d, axis=1) / np.maximum(np.sum(d * d, axis=1), 1e-300)
+        off_line = np.max(np.abs(points - fake - eps[:, None] * d))
+        if off_line > tol * 4:
+            fail(f"declared evaluated_at='interpolates', but D's points {fmt(points)} are not eps_i real_i + "
+                 f"(1 - eps_i) fake_i with one eps per sample (off the segment by {off_line!r}) at {where}")
+        if np.any(eps < -tol) or np.any(eps > 1 + tol):
+            fail(f"interpolation coefficients {fmt(eps)} are outside [0, 1] at {where}")
+        if len(eps) >= 3 and np.ptp(eps) < 1e-6:
+            fail(f"every sample has the same interpolation coefficient {eps[0]!r} (one draw for the whole batch, "
+                 f"not one per sample) at {where}")
+    elif at == "perturbed_real":
+        moved = np.abs(points - real) > tol
+        if moved.mean() < 0.9:
+            fail(f"declared evaluated_at='perturbed_real', but {int((~moved).sum())} of {moved.size} coordinates of "
+                 f"D's points equal the real batch's (no perturbation?) at {where}")
+        near_real = np.linalg.norm(points - real, axis=1)
+        near_fake = np.linalg.norm(points - fake, axis=1)
+        if np.any(near_real >= near_fake):
+            fail(f"declared evaluated_at='perturbed_real', but D's points {fmt(points)} are nearer the fake samples "
+                 f"than the real ones at {where}")
+
+
+def _far_fakes(real, fake):
+    """Fakes moved well away from the reals, so perturbed reals are told from fakes."""
+    return fake + 10.0 + 5.0 * np.abs(real).max()
+
+
+@check("regularizer.evaluated_at", "on a cubic D (input gradient different at every point) the penalty "
+       "evaluates D at its declared points (real, fake, per-sample interpolates, perturbed reals) and equals "
+       "its closed form there", dtypes=FULL_PRECISION)
+def evaluated_at(ctx):
+    reg = ctx.subject.regularizer
+    at = reg.meta.evaluated_at
+    form = _per_sample_form(reg)
+    tol_x = 1e-12 if ctx.dtype == "float64" else 1e-6
+
+    def body(example):
+        theta, real, fake = (ctx.round(x)[0] for x in example)
+        if at == "perturbed_real":
+            fake = ctx.round(_far_fakes(real, fake))[0]
+        record: list = []
+        got, _ = nonlinear_penalty(ctx.backend, reg, ctx.dtype, theta, real, fake, record=record)
+        points = _one_batch(ctx, record, f"evaluated_at={at!r}")
+        _check_points(ctx, at, points, real, fake, tol_x * (1 + np.abs(real).max() + np.abs(fake).max()), reg.params)
+        if form is None:
+            return
+        formula, phi = form
+        want = closed_form_at(phi, theta, points)
+        tol = value_tolerance(ctx.dtype, want) + 1e-5 * (1 + abs(want))
+        if not (np.isfinite(got) and abs(got - want) <= tol):
+            fail(f"penalty on the cubic D with theta={fmt(theta)} is {got!r}; {formula} at D's points "
+                 f"{fmt(points)} is {want!r} (tolerance {tol!r}) on {ctx.where} with params {reg.params!r}")
+
+    ctx.forall(_cubic_cases(), body, share=0.5)
+    return f"at {at}" + (f"; {form[0]}" if form else "")
+
+
+@check("regularizer.interpolation", "interpolates: one coefficient per sample, drawn uniformly from [0, 1) "
+       "(Kolmogorov-Smirnov over 512 samples); perturbed reals: a perturbation that scales with params.noise",
+       dtypes=("float32",), applies=lambda s: None if s.regularizer.meta.evaluated_at in ("interpolates", "perturbed_real")
+       else f"evaluated at {s.regularizer.meta.evaluated_at!r}: no random points")
+def interpolation(ctx):
+    from scipy import stats
+
+    reg = ctx.subject.regularizer
+    rng = np.random.default_rng(11)
+    n = 512
+    real, fake = ctx.round(rng.normal(size=(n, FEATURES)), rng.normal(size=(n, FEATURES)) + 3.0)
+    theta = ctx.round(rng.uniform(-1, 1, 3 * FEATURES))[0]
+    record: list = []
+    nonlinear_penalty(ctx.backend, reg, ctx.dtype, theta, real, fake, record=record)
+    points = _one_batch(ctx, record, reg.meta.evaluated_at)
+    if reg.meta.evaluated_at == "interpolates":
+        d = real - fake
+        eps = np.sum((points - fake) * d, axis=1) / np.sum(d * d, axis=1)
+        ks = stats.kstest(eps, "uniform")
+        if ks.pvalue < 1e-4:
+            fail(f"the {n} interpolation coefficients are not uniform on [0, 1): Kolmogorov-Smirnov statistic "
+                 f"{ks.statistic!r}, p = {ks.pvalue!r} (mean {eps.mean()!r}, min {eps.min()!r}, max {eps.max()!r}) "
+                 f"on {ctx.where}")
+        return f"KS p = {ks.pvalue:.3g}"
+    p = reg.params
+    if p is None or "noise" not in type(p).model_fields or float(p.noise) <= 0:
+        raise NotApplicable("the params have no positive `noise` scale to vary")
+    doubled = type(reg)(p.model_copy(update={"noise": 2 * float(p.noise)}))
+    record2: list = []
+    nonlinear_penalty(ctx.backend, doubled, ctx.dtype, theta, real, fake, record=record2)
+    base, twice = np.abs(points - real).mean(), np.abs(_one_batch(ctx, record2, "perturbed_real") - real).mean()
+    ratio = twice / base if base > 0 else float("inf")
+    if not abs(ratio - 2) < 0.05:
+        fail(f"doubling params.noise from {p.noise!r} scales the mean perturbation by {ratio!r}, not 2, on {ctx.where}")
+    return f"perturbation x{ratio:.3f} for noise x2"
+
+
+@check("regularizer.parameter_gradient_nonlinear", "on the cubic D the penalty's gradient wrt D's parameters "
+       "matches its closed form's at the declared points", dtypes=FULL_PRECISION,
+       applies=lambda s: None if _per_sample_form(s.regularizer) else "no closed form known for these params")
+def parameter_gradient_nonlinear(ctx):
+    reg = ctx.subject.regularizer
+    formula, phi = _per_sample_form(reg)
+
+    def body(example):
+        theta, real, fake = (ctx.round(x)[0] for x in example)
+        if reg.meta.evaluated_at == "perturbed_real":
+            fake = ctx.round(_far_fakes(real, fake))[0]
+        record: list = []
+        _, (grad, _, _) = nonlinear_penalty(ctx.backend, reg, ctx.dtype, theta, real, fake, record=record)
+        points = _one_batch(ctx, record, "")
+        want = np.zeros_like(theta)
+        for k in range(len(theta)):
+            h = 1e-6
+            up, down = theta.copy(), theta.copy()
+            up[k] += h
+            down[k] -= h
+            want[k] = (closed_form_at(phi, up, points) - closed_form_at(phi, down, points)) / (2 * h)
+        tol = grad_tolerance(ctx.dtype, want, 1) + 1e-5 * (1 + np.max(np.abs(want)))
+        if not (np.all(np.isfinite(grad)) and np.max(np.abs(grad - want)) <= tol):
+            fail(f"gradient wrt D's parameters is {fmt(grad)}; {formula} at D's points gives {fmt(want)} "
+                 f"(tolerance {tol!r}) at theta={fmt(theta)} on {ctx.where}")
+
+    ctx.forall(_cubic_cases(), body, share=0.5)
+    return formula
+
+
+@check("regularizer.samples_detached", "the penalty trains D only: its gradient wrt the real and fake "
+       "batches is zero (they are wrapped in ops.stop_gradient)", dtypes=("float32",))
+def samples_detached(ctx):
+    reg = ctx.subject.regularizer
+
+    def body(example):
+        theta, real, fake = (ctx.round(x)[0] for x in example)
+        _, (_, g_real, g_fake) = nonlinear_penalty(ctx.backend, reg, ctx.dtype, theta, real, fake)
+        for name, g in (("real", g_real), ("fake", g_fake)):
+            if np.any(g != 0):
+                fail(f"the penalty has a gradient {fmt(g)} wrt the {name} samples at theta={fmt(theta)} on {ctx.where}: "
+                     "wrap the samples in ops.stop_gradient (a penalty must not train the generator)")
+
+    ctx.forall(_cubic_cases(), body, share=0.5)
+
+
+@check("regularizer.traced", "under the backend's tracing (ops.trace: tf.function on TensorFlow) the penalty "
+       "and its gradient equal the eager ones, same seed", dtypes=("float32",))
+def traced(ctx):
+    reg = ctx.subject.regularizer
+
+    def body(example):
+        theta, real, fake = (ctx.round(x)[0] for x in example)
+        eager, (g_eager, _, _) = nonlinear_penalty(ctx.backend, reg, ctx.dtype, theta, real, fake, seed=3)
+        got, (g_got, _, _) = nonlinear_penalty(ctx.backend, reg, ctx.dtype, theta, real, fake, seed=3, traced=True)
+        tol = value_tolerance(ctx.dtype, eager)
+        if not (np.isfinite(got) and abs(got - eager) <= tol):
+            fail(f"traced penalty {got!r}, eager {eager!r} (tolerance {tol!r}) at theta={fmt(theta)} on {ctx.where}")
+        tol = grad_tolerance(ctx.dtype, g_eager, 1)
+        if not np.max(np.abs(g_got - g_eager)) <= tol:
+            fail(f"traced gradient wrt D's parameters {fmt(g_got)}, eager {fmt(g_eager)} (tolerance {tol!r}) on "
+                 f"{ctx.where}")
+
+    ctx.forall(_cubic_cases(), body, share=0.17)  # one example: each traces anew
