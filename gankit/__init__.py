@@ -107,6 +107,14 @@ def export_onnx(checkpoint, out, **kwargs):
     return _export(checkpoint, out, **kwargs)
 
 
+def generator(source, **kwargs):
+    """The trained generator as the framework's own object: ``gankit.generator(run)`` (see
+    :func:`gankit.export.generator`)."""
+    from gankit.export import generator as _generator
+
+    return _generator(source, **kwargs)
+
+
 def train(config=None, **kwargs):
     """Train from a config (path, dict, :class:`ExperimentConfig` or ``None`` for the
     default preset); returns the :class:`gankit.training.Run`."""

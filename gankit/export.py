@@ -48,3 +48,25 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *, backen
     opset = opset or DEFAULT_OPSET
     inputs = exporter(gan.trainer, Path(out), opset=opset)
     return ExportInfo(path=Path(out), backend=gan.backend, opset=opset, inputs=list(inputs))
+
+
+def generator(source, *, registry: Registry | None = None):
+    """The trained sampling generator (the EMA one when kept) as the framework's own object,
+    for use outside gankit: on torch a ``torch.nn.Module`` (eval mode), on TensorFlow a
+    ``tf.Module`` (callable, its weights as ``trainable_variables``), on jax a
+    ``GeneratorFunction`` (``apply(params, buffers, z)``, ``params``, ``buffers``). Each is
+    called as ``gen(z)`` or, class-conditional, ``gen(z, labels)``, and holds a copy of the
+    weights at the time of the call.
+
+    ``source`` is what :func:`gankit.train` returned (a ``Run``), a loaded checkpoint
+    (:func:`gankit.load_checkpoint`) or a trainer. See docs/backends.md."""
+    trainer = getattr(source, "trainer", source)
+    name = getattr(trainer, "backend", None)
+    if not isinstance(name, str):
+        raise PluginError(f"{type(source).__name__} holds no trainer",
+                          hint="pass what gankit.train or gankit.load_checkpoint returned")
+    make = getattr((registry or get_registry()).backend(name), "generator_module", None)
+    if make is None:
+        raise PluginError(f"the {name} backend does not hand out its generator module (an optional feature)",
+                          hint="load the checkpoint on another backend: gankit.load_checkpoint(path, backend=...)")
+    return make(trainer)

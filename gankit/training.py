@@ -95,6 +95,14 @@ class Run:
     threads: int | None = None
     """The framework's CPU threads (training.threads, or the default chosen at start)."""
 
+    def generator(self):
+        """The trained sampling generator as the backend framework's own object (a
+        ``torch.nn.Module``, a ``tf.Module``, a jax function with its params): see
+        :func:`gankit.export.generator`."""
+        from gankit.export import generator
+
+        return generator(self)
+
     def report(self) -> list[str]:
         """The lines that end a run's output: what was trained, the evaluation, where things are."""
         m = self.metrics

@@ -61,6 +61,6 @@ def test_run_and_loaded_checkpoint_hand_out_their_generator(tmp_path):
     z = np.random.default_rng(2).normal(size=(5, 2)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(run.generator()(z)), run.trainer.generate(z), rtol=1e-6)
     loaded = gankit.load_checkpoint(run.directory)
-    np.testing.assert_allclose(np.asarray(loaded.generator()(z)), run.trainer.generate(z), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(gankit.generator(loaded)(z)), run.trainer.generate(z), rtol=1e-6)
     with pytest.raises(PluginError, match="holds no trainer"):
         gankit.generator(object())
