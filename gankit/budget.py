@@ -160,3 +160,16 @@ def check_resources(cfg, dataset, g_spec, d_spec, world_size: int = 1) -> Estima
     """Every up-front check of this module: threads, then memory."""
     check_threads(cfg.training.threads)
     return check_memory(cfg, tuple(dataset.sample_shape), g_spec, d_spec, world_size)
+
+
+def check_samples(n: int, g_spec, what: str = "the number of samples", batch: int | None = None) -> int:
+    """Refuse generating ``n`` samples (in one pass, or ``batch`` at a time) that cannot fit
+    in memory: the samples themselves and the generator's activations."""
+    per_sample = math.prod(g_spec.shapes()[-1])
+    act = _shapes_elements(g_spec)
+    need = FLOAT_BYTES * (n * per_sample + min(n, batch or n) * act)
+    limit = memory_limit()
+    if limit is not None and need > limit:
+        raise ConfigError(f"{what} = {n:,} needs at least {_gb(need)} of memory and this machine has {_gb(limit)}",
+                          hint=f"ask for fewer samples; {MEMORY_ENV} sets the limit in bytes")
+    return need

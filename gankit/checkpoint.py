@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -38,6 +39,11 @@ WEIGHTS_SUFFIX = ".safetensors"
 MANIFEST_SUFFIX = ".json"
 STATE_SUFFIX = ".state.safetensors"
 PERIODIC_DIR = "checkpoints"
+#: Loading refuses, before reading them, manifests and safetensors headers beyond these sizes.
+MAX_MANIFEST_BYTES = 64 * 2**20
+MAX_HEADER_BYTES = 64 * 2**20
+#: The widest element a checkpoint tensor may have (float64, int64).
+MAX_ELEMENT_BYTES = 8
 EMA_PREFIX = "generator_ema."
 
 
@@ -242,7 +248,9 @@ def clean_partial(run_dir: str | os.PathLike) -> list[Path]:
 
 def latest(run_dir: str | os.PathLike) -> Path | None:
     """The manifest of the newest checkpoint in a run directory: the final one or the
-    newest periodic one, whichever has the higher step (None if there is none)."""
+    newest periodic one, whichever has the higher step (None if there is none). Unreadable
+    manifests are passed over; when every one is unreadable, the newest of them is
+    returned, so that :func:`load` says what is wrong with it."""
     candidates = [*periodic(run_dir)]
     final = Path(run_dir) / f"checkpoint{MANIFEST_SUFFIX}"
     if final.is_file():
@@ -250,12 +258,14 @@ def latest(run_dir: str | os.PathLike) -> Path | None:
     best, best_step = None, -1
     for manifest in candidates:
         try:
+            if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+                continue
             step = json.loads(manifest.read_text()).get("step", -1)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError, AttributeError):  # unreadable: not a candidate
             continue
         if isinstance(step, int) and step >= best_step:
             best, best_step = manifest, step
-    return best
+    return best if best is not None or not candidates else candidates[-1]
 
 
 def load_state(path: str | os.PathLike, manifest: Manifest) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -269,6 +279,8 @@ def load_state(path: str | os.PathLike, manifest: Manifest) -> tuple[dict[str, n
     file = state_path(find(path))
     if not file.is_file():
         raise CheckpointError(f"checkpoint state file {str(file)!r} is missing", hint="use an earlier checkpoint")
+    # State tensors keep their dtypes (step counts, random states): at most 8 bytes an element.
+    _check_file_size(file, {k: (v, MAX_ELEMENT_BYTES) for k, v in manifest.state.tensors.items()})
     blob = file.read_bytes()
     if hashlib.sha256(blob).hexdigest() != manifest.state.sha256:
         raise CheckpointError(f"checkpoint state {str(file)!r} does not match its manifest (sha256 differs)",
@@ -306,6 +318,10 @@ def load(path: str | os.PathLike) -> tuple[Manifest, dict[str, np.ndarray]]:
     for p in (manifest_path, weights_path):
         if not p.is_file():
             raise CheckpointError(f"checkpoint file {str(p)!r} is missing", hint="a checkpoint is a .json manifest and a .safetensors file side by side")
+    size = manifest_path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise CheckpointError(f"checkpoint manifest {str(manifest_path)!r} is {size:,} bytes, more than a manifest "
+                              f"can be ({MAX_MANIFEST_BYTES:,})", hint="the file is corrupt or not a gankit checkpoint")
     try:
         manifest = Manifest.model_validate_json(manifest_path.read_bytes())
     except ValidationError as err:
@@ -314,6 +330,8 @@ def load(path: str | os.PathLike) -> tuple[Manifest, dict[str, np.ndarray]]:
         raise CheckpointError(f"checkpoint manifest {str(manifest_path)!r} is invalid at {where}: {first['msg']}", hint="the file is corrupt or not a gankit checkpoint") from None
     if manifest.format != FORMAT:
         raise CheckpointError(f"checkpoint {str(manifest_path)!r} has format {manifest.format!r}; this gankit reads {FORMAT!r}")
+    # At most 8 bytes an element, so that a float64 file is refused by its dtype, below.
+    _check_file_size(weights_path, {k: (v, MAX_ELEMENT_BYTES) for k, v in manifest.tensors.items()})
     blob = weights_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != manifest.sha256:
         raise CheckpointError(f"checkpoint weights {str(weights_path)!r} do not match their manifest (sha256 differs)", hint="the file is truncated or corrupt; use an earlier checkpoint")
@@ -327,7 +345,35 @@ def load(path: str | os.PathLike) -> tuple[Manifest, dict[str, np.ndarray]]:
         raise CheckpointError(f"checkpoint {str(weights_path)!r}: tensors differ from the manifest ({', '.join(diff[:3])})", hint="the file is corrupt")
     expected = expected_shapes(manifest.generator, manifest.discriminator, ema=manifest.ema)
     check_shapes(weights, expected, str(weights_path))
+    check_values(weights, str(weights_path))
     return manifest, weights
+
+
+def _check_file_size(path: Path, tensors: dict[str, tuple[list[int], int]]) -> None:
+    """Refuse, before reading it, a safetensors file larger than the tensors its manifest
+    lists (``name -> (shape, most bytes per element)``) and its header can take, or whose
+    header claims to be larger than a header can be."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    header = int.from_bytes(head, "little") if len(head) == 8 else 0
+    data = sum(math.prod(shape) * width for shape, width in tensors.values())
+    if header > MAX_HEADER_BYTES or size > 8 + header + data:
+        raise CheckpointError(f"checkpoint file {str(path)!r} is {size:,} bytes, more than the {data:,} bytes of "
+                              f"tensors its manifest lists and a header can take", hint="the file is corrupt or was "
+                              "replaced; use the checkpoint's own files, or an earlier checkpoint")
+
+
+def check_values(weights: dict[str, np.ndarray], where: str) -> None:
+    """Refuse weights that are not float32, or not finite (NaN or infinite)."""
+    for name, value in weights.items():
+        if value.dtype != np.float32:
+            raise CheckpointError(f"{where}: tensor {name!r} is {value.dtype}, a gankit checkpoint holds float32 weights",
+                                  hint="the file is corrupt or was not written by gankit")
+    for name, value in weights.items():
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{where}: tensor {name!r} holds NaN or infinite values, so the networks cannot "
+                                  "compute anything", hint="use an earlier checkpoint of the run (checkpoints/step_*.json)")
 
 
 def expected_shapes(generator: NetSpec, discriminator: NetSpec, ema: bool = False) -> dict[str, tuple[int, ...]]:

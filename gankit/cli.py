@@ -121,6 +121,8 @@ def evaluate(run_dir: Path, num_samples: Optional[int], metric_names: tuple[str,
     """
     from gankit.evaluation import evaluate_run
 
+    if out_path is not None:
+        _output_file(out_path, "--out")
     result, path = evaluate_run(run_dir, num_samples=num_samples, metrics=list(metric_names) or None,
                                 backend=backend, out=out_path)
     table = Table(title=f"{run_dir} · step {result.step} · {result.num_samples} samples · {result.generator}")
@@ -172,6 +174,7 @@ def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path:
 
     if out_path.suffix.lower() not in (".png", ".npy"):
         raise GankitError(f"--out {str(out_path)!r} must end in .png or .npy")
+    _output_file(out_path, "--out")
     if steps is None and walks is not None:
         raise GankitError("--walks applies to --interpolate", hint="e.g. --interpolate 8 --walks 4")
     if steps is not None and rejection == "drs":
@@ -244,6 +247,7 @@ def export(checkpoint: Path, fmt: str, out_path: Path, backend: Optional[str], o
     """
     from gankit.export import export_onnx
 
+    _output_file(out_path, "--out")
     info = export_onnx(checkpoint, out_path, backend=backend, opset=opset)
     out.print(f"wrote {info.path} ({info.backend} exporter, opset {info.opset}; inputs {', '.join(info.inputs)})", markup=False)
 
@@ -332,6 +336,22 @@ def config_reference():
     from gankit.reference import config_reference as generate
 
     click.echo(generate(), nl=False)
+
+
+def _output_file(path: Path, option: str) -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder, a path
+    under a file, or a folder this user cannot write (its folders are created)."""
+    if path.is_dir():
+        raise GankitError(f"{option} {str(path)!r} is a folder", hint="give a file name inside it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GankitError(f"{option} {str(path)!r} cannot be written: its folder cannot be created "
+                          f"({exc.strerror or exc})", hint="choose another path") from None
+    if not os.access(path.parent, os.W_OK):
+        raise GankitError(f"{option} {str(path)!r} cannot be written: {str(path.parent)!r} is not writable by you",
+                          hint="choose another path")
+    return path
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

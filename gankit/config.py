@@ -365,6 +365,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             raise ConfigError(f"config file {str(p)!r} has unknown extension {suffix!r}", hint="use .toml, .yaml, .yml or .json")
     except ConfigError:
         raise
+    except RecursionError:
+        raise ConfigError(f"config file {str(p)!r} is nested too deeply to be a config", hint="a config is a few levels of tables") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
         detail = " ".join(str(exc).split())
         raise ConfigError(f"config file {str(p)!r} cannot be parsed: {detail}", hint=f"fix the {suffix[1:].upper()} syntax") from None

@@ -227,32 +227,47 @@ def maybe_evaluate(exp: "Experiment", step: int, directory: Path, board=None) ->
 
 
 def load_run(run_dir: str | Path, backend: str | None = None, registry: Registry | None = None) -> "Experiment":
-    """Rebuild a run's experiment from its checkpoint (on its own backend, or ``backend``)."""
+    """Rebuild a run's experiment from its checkpoint (on its own backend, or ``backend``):
+    the networks are the manifest's specs with its weights; the config (checked against
+    the installed plugins, so an unknown backend or architecture is refused in one line)
+    gives the dataset to compare with."""
     from gankit import checkpoint
     from gankit.config import load_config
-    from gankit.training import build
+    from gankit.errors import CheckpointError
+    from gankit.restore import rebuild
+    from gankit.training import Experiment
 
+    reg = registry or get_registry()
     manifest, weights = checkpoint.load(run_dir)
     data = dict(manifest.config)
     if backend:
         data["backend"] = backend
-    cfg = load_config(data, registry=registry, environ={})
-    exp = build(cfg, registry)
-    exp.trainer.load_state_dict(weights)
-    if getattr(exp.trainer, "step_count", None) != manifest.step:
-        try:
-            exp.trainer.step_count = manifest.step
-        except AttributeError:
-            pass
-    return exp
+    where = f"checkpoint {str(run_dir)!r}"
+    try:
+        cfg = load_config(data, registry=reg, environ={})
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: {exc.message}", hint=exc.hint) from None
+    gan = rebuild(manifest, weights, cfg.backend, device=cfg.device, registry=reg, where=where)
+    record = reg.get("dataset", cfg.data.name).record
+    dataset = record.factory(record.params.model_validate(cfg.data.params), seed=cfg.seed)
+    made = tuple(gan.generator.shapes()[-1])
+    if made != tuple(dataset.sample_shape):
+        raise CheckpointError(f"{where}: its generator makes samples of shape {made}, its data "
+                              f"{cfg.data.name!r} has shape {tuple(dataset.sample_shape)}",
+                              hint="the data changed since the run; point data.params at the run's own data")
+    return Experiment(cfg, reg.backend(cfg.backend), gan.trainer, dataset, gan.generator, gan.discriminator)
 
 
 def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, metrics: list[str] | None = None,
                  backend: str | None = None, out: str | Path | None = None,
                  registry: Registry | None = None) -> tuple[Evaluation, Path]:
     """``gankit evaluate RUN_DIR``: rebuild from the checkpoint, evaluate, write ``eval.json``."""
+    from gankit.budget import check_samples
+
     reg = registry or get_registry()
     exp = load_run(run_dir, backend=backend, registry=reg)
+    n = num_samples or exp.config.evaluation.num_samples
+    check_samples(2 * n, exp.generator, "--num-samples (generated and real)", batch=1000)
     choices = None
     if metrics:
         for name in metrics:
@@ -264,5 +279,8 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, metrics
     path = Path(out) if out else (Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent) / EVAL_FILE
     payload = {**result.to_json(), "backend": exp.backend.name, "run": str(run_dir),
                "higher_is_better": result.higher_is_better}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    try:
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {str(path)!r} ({exc.strerror or exc})", hint="choose another path with --out") from None
     return result, path

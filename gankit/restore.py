@@ -48,10 +48,31 @@ def latents(n: int, dim: int, distribution: str = "normal", seed: int = 0,
     z = draw((int(n), int(dim)))
     if truncation is not None:
         bad = np.abs(z) > truncation
-        while bad.any():
+        for _ in range(MAX_REDRAWS):
+            if not bad.any():
+                break
             z[bad] = draw(int(bad.sum()))
             bad = np.abs(z) > truncation
+        if bad.any():  # a tiny truncation: draw the rest from the truncated law directly
+            z[bad] = _truncated(rng, int(bad.sum()), distribution, truncation)
     return z.astype(np.float32)
+
+
+#: Rounds of redrawing before the last coordinates are drawn by inverse CDF (at any
+#: truncation above 0.2 the redraws finish long before: 100 rounds leave a coordinate
+#: out with probability below 0.85^100).
+MAX_REDRAWS = 100
+
+
+def _truncated(rng: np.random.Generator, size: int, distribution: str, t: float) -> np.ndarray:
+    """``size`` draws of the latent law conditioned on ``|z| <= t``, by inverse CDF (no
+    rejection loop, so a truncation of 1e-30 cannot hang)."""
+    if distribution == "uniform":
+        return rng.uniform(-min(t, 1.0), min(t, 1.0), size)
+    from scipy.special import ndtr, ndtri
+
+    lo = ndtr(-t)  # P(z < -t); the truncated normal's CDF runs from lo to 1 - lo
+    return np.clip(ndtri(lo + rng.uniform(0.0, 1.0, size) * (1.0 - 2.0 * lo)), -t, t)
 
 
 @dataclass
@@ -103,6 +124,9 @@ class LoadedGAN:
         (:mod:`gankit.rejection`, at ``percentile``); the default for both is the
         checkpoint config's ``sampling`` table.
         """
+        from gankit.budget import check_samples
+
+        check_samples(int(n), self.generator, "--num-samples")
         chosen = self.sampling
         rejection = rejection or chosen["rejection"]
         if rejection == "none":
@@ -151,10 +175,20 @@ def load_checkpoint(path: str | os.PathLike, backend: str | None = None, *, devi
     any backend computes the same generator. The loss and regularizers are rebuilt from
     the manifest's config (the trainer can train on); the dataset is not loaded.
     """
+    manifest, weights = checkpoint.load(path)
+    return rebuild(manifest, weights, backend=backend, device=device, registry=registry,
+                   where=f"checkpoint {str(path)!r}")
+
+
+def rebuild(manifest: checkpoint.Manifest, weights: dict[str, np.ndarray], backend: str | None = None, *,
+            device: str = "auto", registry: Registry | None = None, where: str = "the checkpoint") -> LoadedGAN:
+    """:func:`load_checkpoint` of a checkpoint already read (and verified) by
+    :func:`gankit.checkpoint.load`: the networks are the manifest's specs, never ones
+    rebuilt from its config, and a backend or native architecture that is not installed
+    here is refused in one line."""
     from gankit.config import ExperimentConfig
 
     reg = registry or get_registry()
-    manifest, weights = checkpoint.load(path)
     raw = dict(manifest.config)
     name = backend or manifest.backend
     try:
@@ -164,12 +198,14 @@ def load_checkpoint(path: str | os.PathLike, backend: str | None = None, *, devi
         where = ".".join(str(x) for x in first["loc"])
         raise CheckpointError(f"the checkpoint's config is invalid at {where}: {first['msg']}",
                               hint="it was written by an incompatible gankit version") from None
-    g, d = (native.bind(spec, reg, name, f"checkpoint {str(path)!r}")
-            for spec in (manifest.generator, manifest.discriminator))
+    if not reg.has("backend", name):
+        raise CheckpointError(f"{where} names the backend {name!r}, which is not installed here; installed: "
+                              f"{', '.join(reg.names('backend'))}", hint="load it with --backend NAME")
+    g, d = (native.bind(spec, reg, name, where) for spec in (manifest.generator, manifest.discriminator))
     try:
         conditional_classes(g, d)
     except ValueError as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r}: {exc}") from None
+        raise CheckpointError(f"{where}: {exc}") from None
     be = reg.backend(name)
     setup = TrainSetup(
         generator=g, discriminator=d,

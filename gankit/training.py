@@ -536,6 +536,19 @@ def save_checkpoint(exp: Experiment, directory: Path, step: int, *, base: Path |
     )
 
 
+def check_same_specs(manifest, exp: Experiment, where: str) -> None:
+    """Refuse to continue a checkpoint whose networks (the manifest's specs) differ from
+    the ones the run's config builds here (an architecture plugin changed, or --set
+    changed the nets): its weights belong to the manifest's networks."""
+    for role in ("generator", "discriminator"):
+        saved, built = getattr(manifest, role), getattr(exp, role)
+        skip = {"parameters", "buffers"}  # a native net's, recorded when a backend builds it
+        if saved.model_dump(mode="json", exclude=skip) != built.model_dump(mode="json", exclude=skip):
+            raise CheckpointError(f"{where}: its {role} ({saved.name}) is not the {role} the run's config builds "
+                                  f"now ({built.name}); the weights belong to the checkpoint's networks",
+                                  hint="resume with the run's own architecture settings and plugin versions")
+
+
 def restore(exp: Experiment, manifest_path: Path) -> int:
     """Load a resumable checkpoint into ``exp``'s trainer; returns its step."""
     manifest, weights = checkpoint.load(manifest_path)
@@ -548,6 +561,7 @@ def restore(exp: Experiment, manifest_path: Path) -> int:
         raise CheckpointError(f"checkpoint {str(manifest_path)!r} consumed {manifest.state.data_batches} batches "
                               f"in {manifest.step} steps, which does not match n_critic = {exp.config.training.n_critic}",
                               hint="resume with the run's own training.n_critic")
+    check_same_specs(manifest, exp, str(manifest_path))
     exp.trainer.load_state_dict(weights)
     exp.trainer.load_optimizer_state(opt_state)
     exp.trainer.load_rng_state(rng_state)

@@ -265,6 +265,177 @@ def run_tf(arch: str, steps: int, warmup: int, compiled: bool, device: str, own_
     return (clock() - start) / steps
 
 
+# -- hand-written jax ----------------------------------------------------------------------
+def jax_models(arch: str):
+    """``(init(key) -> (params, state), apply(params, state, x, train, key) -> (y, state))`` for
+    G and D in plain jax (NHWC, as one writes it by hand): the same nets as torch_models."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def dense(key, n_in, n_out, bias=True):
+        bound = 1 / n_in ** 0.5
+        p = {"w": jax.random.uniform(key, (n_in, n_out), jnp.float32, -bound, bound)}
+        if bias:
+            p["b"] = jnp.zeros(n_out, jnp.float32)
+        return p
+
+    def bn_init(c):
+        return {"g": jnp.ones(c), "b": jnp.zeros(c)}, {"m": jnp.zeros(c), "v": jnp.ones(c)}
+
+    def bn(p, s, x, momentum=0.1, eps=1e-5):
+        axes = tuple(range(x.ndim - 1))
+        mean, var = jnp.mean(x, axes), jnp.var(x, axes)
+        n = x.size // x.shape[-1]
+        s = {"m": (1 - momentum) * s["m"] + momentum * mean, "v": (1 - momentum) * s["v"] + momentum * var * n / (n - 1)}
+        return (x - mean) / jnp.sqrt(var + eps) * p["g"] + p["b"], s
+
+    def leaky(x, a):
+        return jnp.where(x >= 0, x, a * x)
+
+    keys = iter(jax.random.split(jax.random.PRNGKey(0), 16))
+    if arch == "mlp":
+        sizes_g, sizes_d = [LATENT, 256, 512, 784], [784, 256, 512, 1]
+        gp = {"l": [dense(next(keys), a, b) for a, b in zip(sizes_g, sizes_g[1:])], "bn": [bn_init(256)[0], bn_init(512)[0]]}
+        gs = [bn_init(256)[1], bn_init(512)[1]]
+        dp = {"l": [dense(next(keys), a, b) for a, b in zip(sizes_d, sizes_d[1:])]}
+
+        def g_apply(p, s, z, key):
+            h, new = z, []
+            for i in range(2):
+                h, si = bn(p["bn"][i], s[i], h @ p["l"][i]["w"] + p["l"][i]["b"])
+                h, new = leaky(h, 0.2), new + [si]
+            return jnp.tanh(h @ p["l"][2]["w"] + p["l"][2]["b"]).reshape(-1, 28, 28, 1), new
+
+        def d_apply(p, x, key):
+            h = x.reshape(x.shape[0], -1)
+            for i in range(2):
+                h = leaky(h @ p["l"][i]["w"] + p["l"][i]["b"], 0.2)
+            return h @ p["l"][2]["w"] + p["l"][2]["b"]
+
+        return (gp, gs), dp, g_apply, d_apply
+
+    def conv_w(key, k, c_in, c_out):
+        bound = 1 / (c_in * k * k) ** 0.5
+        return jax.random.uniform(key, (k, k, c_in, c_out), jnp.float32, -bound, bound)
+
+    gp = {"l0": dense(next(keys), LATENT, 7 * 7 * 256, bias=False)["w"], "t1": conv_w(next(keys), 5, 256, 128),
+          "t2": conv_w(next(keys), 5, 128, 64), "t3": conv_w(next(keys), 5, 64, 1),
+          "bn": [bn_init(c)[0] for c in (7 * 7 * 256, 128, 64)]}
+    gs = [bn_init(c)[1] for c in (7 * 7 * 256, 128, 64)]
+    dp = {"c1": conv_w(next(keys), 5, 1, 64), "b1": jnp.zeros(64), "c2": conv_w(next(keys), 5, 64, 128),
+          "b2": jnp.zeros(128), "l": dense(next(keys), 128 * 7 * 7, 1)}
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def g_apply(p, s, z, key):
+        h, s0 = bn(p["bn"][0], s[0], z @ p["l0"], 0.01, 1e-3)
+        h = leaky(h, 0.3).reshape(-1, 7, 7, 256)
+        new = [s0]
+        for i, (name, stride) in enumerate((("t1", 1), ("t2", 2)), start=1):
+            h = lax.conv_transpose(h, p[name], (stride, stride), "SAME", dimension_numbers=dn)
+            h, si = bn(p["bn"][i], s[i], h, 0.01, 1e-3)
+            h, new = leaky(h, 0.3), new + [si]
+        return jnp.tanh(lax.conv_transpose(h, p["t3"], (2, 2), "SAME", dimension_numbers=dn)), new
+
+    def d_apply(p, x, key):
+        k1, k2 = jax.random.split(key)
+        h = x
+        for (c, b), k in ((("c1", "b1"), k1), (("c2", "b2"), k2)):
+            h = leaky(lax.conv_general_dilated(h, p[c], (2, 2), "SAME", dimension_numbers=dn) + p[b], 0.3)
+            h = h * (jax.random.uniform(k, h.shape) >= 0.3) / 0.7
+        h = h.reshape(h.shape[0], -1)
+        return h @ p["l"]["w"] + p["l"]["b"]
+
+    return (gp, gs), dp, g_apply, d_apply
+
+
+def run_jax(arch: str, steps: int, warmup: int, compiled: bool, device: str, own_nets: bool = False) -> float:
+    """The same algorithm as a hand-written jax loop: one ``jax.jit`` step, optax's Adam."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    def bce(logits, target):  # binary cross-entropy with logits, as torch's
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target)))
+
+    images = mnist()
+    if own_nets:  # the loop around gankit's own jax nets and optimizer: the engine's overhead alone
+        from gankit import OptimizerSettings
+        from gankit.init import initial_weights
+        from gankit_jax.nn import build_net, load_weights
+        from gankit_jax.optim import Optimizer
+
+        g_spec, d_spec = gankit_specs(arch)
+        w = initial_weights(g_spec, d_spec, "default", 0)
+        g_net, d_net = build_net(g_spec), build_net(d_spec)
+        (gp, gs), (dp, ds) = (load_weights(spec, {k[len(r) + 1:]: v for k, v in w.items() if k.startswith(r + ".")})
+                              for spec, r in ((g_spec, "generator"), (d_spec, "discriminator")))
+        adam = Optimizer(OptimizerSettings("adam", LR, betas=(0.9, 0.999)))
+
+        def g_apply(p, s, z, key):
+            return g_net.apply(p, s, z, training=True, key=key)
+
+        def d_apply(p, x, key):  # D's buffers (none in these nets) are not kept
+            return d_net.apply(p, ds, x, training=True, key=key)[0]
+
+        opt = (adam.init(gp), adam.init(dp))
+
+        def update(grads, state, params):
+            return adam.update(grads, state, params, LR)
+    else:
+        images = np.transpose(images, (0, 2, 3, 1))  # NHWC
+        (gp, gs), dp, g_apply, d_apply = jax_models(arch)
+        tx = optax.adam(LR, b1=0.9, b2=0.999)
+        opt = (tx.init(gp), tx.init(dp))
+
+        def update(grads, state, params):
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+    @jax.jit
+    def step(gp, gs, dp, opt, real, key):
+        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+        fake, gs = g_apply(gp, gs, jax.random.normal(k1, (BATCH, LATENT)), k2)
+        fake = jax.lax.stop_gradient(fake)
+
+        def d_loss_fn(dp):
+            return bce(d_apply(dp, real, k3), 1.0) + bce(d_apply(dp, fake, k3), 0.0)
+
+        d_loss, grads = jax.value_and_grad(d_loss_fn)(dp)
+        dp, opt_d = update(grads, opt[1], dp)
+
+        def g_loss_fn(gp):
+            out, new = g_apply(gp, gs, jax.random.normal(k4, (BATCH, LATENT)), k5)
+            return bce(d_apply(dp, out, k5), 1.0), new
+
+        (g_loss, gs), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(gp)
+        gp, opt_g = update(grads, opt[0], gp)
+        return gp, gs, dp, (opt_g, opt_d), jnp.stack([d_loss, g_loss])
+
+    rng = np.random.default_rng(0)
+    key = jax.random.PRNGKey(0)
+    order, pos = rng.permutation(len(images)), 0
+
+    def one():
+        nonlocal order, pos, key, gp, gs, dp, opt
+        if pos + BATCH > len(images):
+            order, pos = rng.permutation(len(images)), 0
+        real = images[order[pos:pos + BATCH]]
+        pos += BATCH
+        key, sub = jax.random.split(key)
+        gp, gs, dp, opt, losses = step(gp, gs, dp, opt, real, sub)
+        return losses
+
+    for _ in range(warmup):
+        losses = one()
+    np.asarray(losses)
+    start = clock()
+    for _ in range(steps):
+        losses = np.asarray(one())  # the losses to the host every step, as gankit's driver does
+    return (clock() - start) / steps
+
+
 # -- one variant per process -------------------------------------------------------------
 VARIANTS = {
     "gankit-torch": lambda a: run_gankit("torch", a.arch, a.steps, a.warmup, a.compile, a.device),
@@ -273,11 +444,16 @@ VARIANTS = {
     "tensorflow": lambda a: run_tf(a.arch, a.steps, a.warmup, a.compile, a.device),
     "torch-own-nets": lambda a: run_torch(a.arch, a.steps, a.warmup, a.compile, a.device, own_nets=True),
     "tensorflow-own-nets": lambda a: run_tf(a.arch, a.steps, a.warmup, a.compile, a.device, own_nets=True),
+    "gankit-jax": lambda a: run_gankit("jax", a.arch, a.steps, a.warmup, a.compile, a.device),
+    "jax": lambda a: run_jax(a.arch, a.steps, a.warmup, a.compile, a.device),
+    "jax-own-nets": lambda a: run_jax(a.arch, a.steps, a.warmup, a.compile, a.device, own_nets=True),
 }
 
 
 def _peak_device_mb(variant: str) -> float | None:
     try:
+        if "jax" in variant:
+            return None
         if "torch" in variant:
             import torch
 
@@ -311,6 +487,8 @@ def spawn(variant: str, args, compiled: bool) -> dict:
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), TF_NUM_INTRAOP_THREADS=str(args.threads),
                    TF_NUM_INTEROP_THREADS="1")
+        if args.threads == 1:  # jax: XLA's one-thread CPU flags, as training.threads = 1 sets them
+            env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -375,6 +553,8 @@ def main(argv=None) -> dict:
             if all(x is not None for x in dev[0] + dev[1]):
                 report["peak_device_mb"][key] = {"gankit": round(max(dev[0])), "hand_written": round(max(dev[1]))}
             label = f"{b} ({'torch.compile' if b == 'torch' else 'XLA'})" if compiled else b
+            if b == "jax":
+                label = "jax (jit, both sides)"
             ms = report["ms_per_step"][key]
             mb = report["peak_rss_mb"][key]
             print(f"{label:28s} {ms['gankit']:10.2f} {ms['hand_written']:10.2f} {ratio:7.3f} {mb['gankit']:10d} {mb['hand_written']:9d}")

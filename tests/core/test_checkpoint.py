@@ -90,3 +90,75 @@ def test_failed_write_keeps_previous(tmp_path, monkeypatch):
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == before
     checkpoint.load(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _rewrite_weights(tmp_path, blob: bytes) -> None:
+    """Replace the weights file and make the manifest agree (a hostile pair, not a corrupt one)."""
+    import hashlib
+
+    (tmp_path / "checkpoint.safetensors").write_bytes(blob)
+    manifest = json.loads((tmp_path / "checkpoint.json").read_text())
+    manifest["sha256"] = hashlib.sha256(blob).hexdigest()
+    (tmp_path / "checkpoint.json").write_text(json.dumps(manifest))
+
+
+def test_weights_file_far_larger_than_its_manifest_is_refused_unread(tmp_path, monkeypatch):
+    save(tmp_path / "checkpoint")
+    weights = tmp_path / "checkpoint.safetensors"
+    with weights.open("r+b") as fh:
+        fh.truncate(50 * 2**30)  # a sparse 50 GiB file: reading it whole would exhaust memory
+    with pytest.raises(CheckpointError, match=r"is 53,687,091,200 bytes, more than the \d+ bytes of tensors"):
+        checkpoint.load(tmp_path)
+
+
+def test_weights_header_claiming_gigabytes_is_refused(tmp_path):
+    save(tmp_path / "checkpoint")
+    weights = tmp_path / "checkpoint.safetensors"
+    blob = weights.read_bytes()
+    _rewrite_weights(tmp_path, (2**40).to_bytes(8, "little") + blob[8:])
+    with pytest.raises(CheckpointError, match="more than the"):
+        checkpoint.load(tmp_path)
+
+
+def test_huge_manifest_is_refused_unread(tmp_path):
+    save(tmp_path / "checkpoint")
+    with (tmp_path / "checkpoint.json").open("r+b") as fh:
+        fh.truncate(checkpoint.MAX_MANIFEST_BYTES + 1)
+    with pytest.raises(CheckpointError, match="more than a manifest can be"):
+        checkpoint.load(tmp_path)
+
+
+def test_deeply_nested_manifest_is_one_line(tmp_path):
+    save(tmp_path / "checkpoint")
+    path = tmp_path / "checkpoint.json"
+    path.write_text(path.read_text().replace('"config": {', '"config": {"deep": ' + "[" * 100_000 + "]" * 100_000 + ", ", 1))
+    with pytest.raises(CheckpointError, match="recursion limit") as err:
+        checkpoint.load(tmp_path)
+    assert "\n" not in err.value.one_line()
+    assert checkpoint.latest(tmp_path) == path  # the only manifest: load() says what is wrong
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    from safetensors.numpy import save as st_save
+
+    save(tmp_path / "checkpoint")
+    _, weights = checkpoint.load(tmp_path)
+    weights["generator.0.weight"] = weights["generator.0.weight"].copy()
+    weights["generator.0.weight"][0, 0] = float(bad)
+    _rewrite_weights(tmp_path, st_save(dict(sorted(weights.items())), metadata={"format": checkpoint.FORMAT}))
+    with pytest.raises(CheckpointError, match="'generator.0.weight' holds NaN or infinite values"):
+        checkpoint.load(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.float16, np.float64])
+def test_weights_of_the_wrong_dtype_are_refused(tmp_path, dtype):
+    from safetensors.numpy import save as st_save
+
+    save(tmp_path / "checkpoint")
+    _, weights = checkpoint.load(tmp_path)
+    weights = {k: v.astype(dtype) for k, v in weights.items()}
+    blob = st_save(dict(sorted(weights.items())), metadata={"format": checkpoint.FORMAT})
+    _rewrite_weights(tmp_path, blob)
+    with pytest.raises(CheckpointError, match=f"is {np.dtype(dtype).name}, a gankit checkpoint holds float32"):
+        checkpoint.load(tmp_path)
