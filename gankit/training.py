@@ -42,7 +42,7 @@ from gankit.native import not_built_on, switch_hint
 from gankit.nets import NetSpec
 from gankit.plugins import Registry, get_registry
 from gankit.protocol import Backend, ProcessGroup, Trainer, TrainSetup
-from gankit.runlock import RunLock
+from gankit.runlock import LOCK_FILE, RunLock
 
 #: Generated samples in each picture's grid (images) — the scatter plots use num_samples.
 GRID_SAMPLES = 64
@@ -335,7 +335,7 @@ def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True, che
     parent = Path(cfg.output.dir)
     if cfg.output.name:
         path = parent / cfg.output.name
-        if check and path.exists() and any(path.iterdir()) and not cfg.output.overwrite:
+        if check and path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()) and not cfg.output.overwrite:
             raise ConfigError(f"run directory {str(path)!r} already exists and is not empty",
                               hint="choose another output.name, set output.overwrite=true, or continue it with --resume")
     else:
