@@ -81,8 +81,9 @@ def write_strip(exp, directory: Path) -> Path | None:
     everything = np.concatenate([real, *(f for _, f in frames)])
     lo, hi = np.percentile(real, [0, 100], axis=0)
     pad = 0.15 * (hi - lo).max()
-    lo = np.maximum(lo - pad, everything.min(axis=0))  # generated points far off stay in view
-    hi = np.minimum(hi + pad, everything.max(axis=0))
+    # Generated points far off widen the view (all but the farthest 0.5% of them).
+    lo = np.minimum(lo - pad, np.percentile(everything, 0.5, axis=0))
+    hi = np.maximum(hi + pad, np.percentile(everything, 99.5, axis=0))
     plt = _pyplot()
     cols = min(PER_ROW, len(frames))
     nrows = math.ceil(len(frames) / cols)
