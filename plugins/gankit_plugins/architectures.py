@@ -16,9 +16,9 @@ maps a sample to one logit. Images are channel-first ``(C, H, W)``, any channel 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Optional
+from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import gankit
 from gankit import (
@@ -45,7 +45,7 @@ from gankit import (
 class MLPParams(gankit.StrictModel):
     """Parameters of the ``mlp`` architecture."""
 
-    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
+    hidden: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=1)
     """Width of each hidden layer (each at least 1)."""
     activation: Literal["relu", "leaky_relu", "tanh"] = "relu"
     """Hidden-layer non-linearity."""
@@ -61,6 +61,13 @@ class MLPParams(gankit.StrictModel):
     batch size that is not a multiple is refused); a packed discriminator penalises a
     generator that lacks modes, since a pack of its samples is less varied than a real one.
     1: no packing."""
+
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, v: list[int]) -> list[int]:
+        if any(w < 1 for w in v):
+            raise ValueError(f"every hidden width must be at least 1, got {v}")
+        return v
 
 
 def build_mlp(params: MLPParams, *, role: str, input_shape, output_shape) -> gankit.NetSpec:

@@ -44,8 +44,8 @@ TRAIN_CASES = {
     "sngan_on_points": (sets("discriminator.name=sngan_resnet", "discriminator.params={}"),
                         "sngan_resnet is built for square images"),
     # a zero or negative layer width: pydantic ValidationError from the Dense layer
-    "mlp_width_zero": (sets("generator.params.hidden=[0]"), "generator.params.hidden.0: Input should be greater than 0"),
-    "mlp_width_negative": (sets("discriminator.params.hidden=[-1]"), "discriminator.params.hidden.0"),
+    "mlp_width_zero": (sets("generator.params.hidden=[0]"), "generator.params.hidden: every hidden width must be at least 1"),
+    "mlp_width_negative": (sets("discriminator.params.hidden=[-1]"), "discriminator.params.hidden: every hidden width"),
     # sizes that cannot fit: MemoryError / allocator RuntimeError after building
     "latent_dim_huge": (sets("latent.dim=100000000"), "of memory (parameters"),
     "batch_size_huge": (sets("training.batch_size=100000000"), "lower training.batch_size"),
