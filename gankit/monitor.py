@@ -187,5 +187,12 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 
 def print_line(line: str) -> None:
-    """The default sink of ``gankit train``: stdout, flushed per line."""
-    print(line, file=sys.stdout, flush=True)
+    """The default sink of ``gankit train``: stdout, flushed per line. A reader that went
+    away (``gankit train | head -3``) ends the printing, never the run."""
+    try:
+        print(line, file=sys.stdout, flush=True)
+    except (BrokenPipeError, ValueError):  # ValueError: stdout was closed
+        try:  # Python's recipe: the rest of stdout goes to devnull, so nothing fails at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass

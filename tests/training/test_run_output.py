@@ -122,3 +122,17 @@ def test_cli_debug_reaches_the_backends(monkeypatch, capsys):
     monkeypatch.setenv("GANKIT_DEBUG", "0")  # restored after the test
     assert main(["--debug", "presets"]) == 0
     assert os.environ.get("GANKIT_DEBUG") == "1"
+
+
+def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
+    """`gankit train | head -1`: the pipe closes after the first line; the run goes on."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gankit", "train", "--preset", "ring8", "--set", "training.steps=60",
+                             "--set", "training.log_every=1", "--set", "training.batch_size=32", "--set", "device=cpu",
+                             "--set", "training.num_samples=64", "--set", f"output.dir={tmp_path}", "--set", "output.name=h"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().startswith("training ring8")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0 and err == "", err
+    assert json.loads((tmp_path / "h" / "summary.json").read_text())["steps"] == 60
