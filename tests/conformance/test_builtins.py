@@ -46,7 +46,8 @@ def test_the_report_covers_every_check_plugin_and_backend(report):
 
 
 @pytest.mark.parametrize("check, passes, not_applicable", [
-    ("loss.optimal_discriminator", {"minimax", "non_saturating"}, {"hinge", "wasserstein", "least_squares"}),
+    ("loss.optimal_discriminator", {"minimax", "non_saturating", "hinge", "wasserstein", "least_squares", "f_gan_kl",
+                                    "f_gan_reverse_kl", "f_gan_pearson", "f_gan_js"}, {"relativistic"}),
     ("loss.shift_invariant", {"wasserstein", "relativistic", "relativistic_average"}, {"minimax", "hinge"}),
     ("loss.hinge_margin", {"hinge"}, {"minimax", "wasserstein"}),
     ("loss.least_squares_targets", {"least_squares"}, {"hinge", "non_saturating"}),
@@ -87,9 +88,11 @@ def test_params_variants_and_their_instance_metadata():
         regularizers=['gradient_penalty:{"one_sided": true, "target": 2.0}']).run()
     assert report.ok, _failures(report)
     smoothed = 'minimax(label_smoothing=0.1)'
-    # Label smoothing moves the real term's optimum: the instance no longer declares these.
-    for check in ("loss.monotone", "loss.optimal_discriminator"):
-        assert report.find(check=check, subject=smoothed)[0].status == "n/a"
+    # Label smoothing moves the real term's optimum: the instance no longer declares monotone,
+    # and the optimal discriminator is checked at the smoothed optimum p (1 - s) / (p + q).
+    assert report.find(check="loss.monotone", subject=smoothed)[0].status == "n/a"
+    optimum = report.find(check="loss.optimal_discriminator", subject=smoothed)[0]
+    assert optimum.status == "pass" and "label smoothing 0.1" in optimum.detail
     assert report.find(check="loss.least_squares_targets", subject='least_squares(a=-1,b=1,c=0)')[0].status == "pass"
     # Both forms of a penalty with a one_sided switch are checked.
     detail = report.find(check="regularizer.linear_closed_form", dtype="float32")[0].detail

@@ -159,7 +159,7 @@ def test_ci_profile_repeats_exactly_and_thorough_shrinks(registry):
 
     assert detail("ci") == detail("ci")
     # Shrinking finds the smallest batches that show the sum: one logit each.
-    assert "real=[0], fake=[0]" in detail("thorough")
+    assert "real=[0.0], fake=[0.0]" in detail("thorough")
 
 
 def test_penalty_helper_is_exact_on_a_linear_discriminator(registry):
