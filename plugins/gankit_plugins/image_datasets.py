@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -153,16 +154,35 @@ def find_images(root: Path) -> list[Path]:
     return found
 
 
+def max_pixels() -> int | None:
+    """Images with more pixels are refused before their pixels are decoded (a small file
+    can claim billions of pixels: a decompression bomb): Pillow's ``MAX_IMAGE_PIXELS``."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
 def _open(path: Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return Image.open(path)
+        with warnings.catch_warnings():  # refused below instead, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise gankit.DataError(f"image file {str(path)!r} is refused as a decompression bomb ({exc})",
+                               hint="remove the file, or shrink the image") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise gankit.DataError(
             f"image file {str(path)!r} cannot be read ({' '.join(str(exc).split()) or type(exc).__name__})",
             hint="remove or replace the file",
         ) from None
+    limit = max_pixels()
+    if limit is not None and img.width * img.height > limit:  # Pillow only warns up to twice its limit
+        img.close()
+        raise gankit.DataError(f"image file {str(path)!r} is {img.width}x{img.height}, more than {limit:,} pixels: "
+                               "refused as a possible decompression bomb", hint="remove the file, or shrink the image")
+    return img
 
 
 def fit_image(img, size: tuple[int, int] | None):
@@ -182,6 +202,8 @@ def fit_image(img, size: tuple[int, int] | None):
 
 def read_image(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
     """One image file as float32 ``(C, H, W)`` in [-1, 1]."""
+    from PIL import Image
+
     img = _open(path)
     try:
         with img:
@@ -190,7 +212,7 @@ def read_image(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarra
             arr = np.asarray(img, dtype=np.uint8)
     except gankit.DataError:
         raise
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # truncated or corrupt pixel data
         raise gankit.DataError(
             f"image file {str(path)!r} cannot be read ({' '.join(str(exc).split()) or type(exc).__name__})",
             hint="remove or replace the file",

@@ -200,3 +200,29 @@ def test_manifest_naming_an_unknown_backend_or_architecture(trained, tmp_path, c
                 assert code == 0, err  # sampling needs only the manifest's specs
                 continue
             assert_one_line(code, out, err, expected)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG file whose header claims width x height grey pixels (a decompression bomb's
+    header; the few compressed rows it holds decode to zeros)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [12_000, 100_000])  # Pillow warns above 89M pixels, raises above twice that
+def test_decompression_bomb_image_is_refused(tmp_path, capsys, side):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"ok{i}.png").write_bytes(png_claiming(8, 8))
+    (folder / "bomb.png").write_bytes(png_claiming(side, side))
+    data = sets("data.name=image_folder", f"data.params={{\"path\": \"{folder}\", \"size\": 8, \"mode\": \"grayscale\"}}")
+    code, out, err = run(capsys, "train", *TINY, *sets(f"output.dir={tmp_path / 'runs'}"), *data)
+    assert_one_line(code, out, err, "bomb.png")
+    assert "decompression bomb" in err
