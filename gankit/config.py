@@ -426,7 +426,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     for path, node in switched:
         # Another plugin: its params start from its own defaults, plus those set here.
         kept = {e[-1] for e in explicit if len(e) == len(path) + 2 and e[:-1] == path + ("params",)}
-        node["params"] = {k: v for k, v in node["params"].items() if k in kept}
+        if isinstance(node.get("params"), dict):  # else validation says what is wrong with it
+            node["params"] = {k: v for k, v in node["params"].items() if k in kept}
     return data
 
 

@@ -290,6 +290,8 @@ def build_cdcgan(params: ConditionalDCGANParams, *, role: str, input_shape, outp
                  num_classes: int | None = None) -> gankit.NetSpec:
     """Class-conditional DCGAN: label joined to the latent; projection discriminator."""
     k = num_classes or params.num_classes
+    if k < 2:
+        raise ValueError(f"a class-conditional net needs at least 2 classes, the data's labels hold {k}")
     return _dcgan(params, role, input_shape, output_shape,
                   conditional=(k, params.conditioning, params.embedding_dim))
 

@@ -68,6 +68,9 @@ TRAIN_CASES = {
     "output_name_escapes": (sets("output.name=../../escape"), "must stay inside output.dir"),
     "output_name_absolute": (sets("output.name=/etc"), "must stay inside output.dir"),
     "experiment_name_path": (sets("name=a/../../x"), "use no '/'"),
+    # a new plugin name with params that are not a table: AttributeError in apply_overrides
+    "params_not_a_table": (sets("generator.name=dcgan", "generator.params={base_channels:2}"),
+                           "generator.params: Input should be a valid dictionary"),
 }
 
 
@@ -96,6 +99,16 @@ def test_train_refuses_data_that_does_not_fit(tmp_path, capsys, array, expected)
                                                        f"data.params={{\"path\": \"{npy(tmp_path, array)}\"}}"),
                          *(arch if array.ndim == 4 else []))
     assert_one_line(code, out, err, expected)
+
+
+def test_conditional_nets_on_data_of_one_class(tmp_path, capsys):
+    path = tmp_path / "one.npz"
+    np.savez(path, x=np.zeros((20, 1, 28, 28), np.float32), y=np.zeros(20, np.int64))
+    arch = sets("generator.name=cdcgan", "discriminator.name=cdcgan", "generator.params.base_channels=2",
+                "discriminator.params.base_channels=2")
+    code, out, err = run(capsys, "train", *TINY, *arch, *sets(
+        f"output.dir={tmp_path}", "data.name=npy", f"data.params={{\"path\": \"{path}\", \"key\": \"x\", \"labels_key\": \"y\"}}"))
+    assert_one_line(code, out, err, "needs at least 2 classes, the data's labels hold 1")  # was "1 validation error for Embedding"
 
 
 def test_output_dir_that_is_a_file(tmp_path, capsys):
