@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from pydantic import ValidationError
 
 from gankit import checkpoint, evaluation, mode_history, plotting
 from gankit.budget import check_resources
@@ -141,6 +142,9 @@ def _build_architecture(registry: Registry, choice, dataset: Dataset, **kwargs) 
         return record.factory(record.params.model_validate(choice.params), **kwargs)
     except ValueError as exc:  # the architecture refuses these shapes or parameters
         first = (str(exc).strip().splitlines() or [""])[0]
+        if isinstance(exc, ValidationError) and exc.errors():  # a layer it made refuses its settings
+            e = exc.errors()[0]
+            first = f"its {exc.title} layer: {'.'.join(map(str, e['loc']))}: {e['msg']}"
         raise ConfigError(f"{kwargs.get('role', 'architecture')} {choice.name!r}: {first}",
                           hint=f"see `gankit plugins --kind architecture` for {choice.name!r}") from None
 

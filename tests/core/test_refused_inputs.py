@@ -239,3 +239,23 @@ def test_decompression_bomb_image_is_refused(tmp_path, capsys, side):
     code, out, err = run(capsys, "train", *TINY, *sets(f"output.dir={tmp_path / 'runs'}"), *data)
     assert_one_line(code, out, err, "bomb.png")
     assert "decompression bomb" in err
+
+
+def test_an_architecture_whose_layer_refuses_its_settings():
+    """A plugin's spec builder that makes an invalid layer: one line naming the layer and
+    the setting, not pydantic's multi-line report (or its first line, "1 validation error")."""
+    from types import SimpleNamespace
+
+    import gankit
+    from gankit.config import PluginChoice
+    from gankit.errors import ConfigError
+    from gankit.training import _build_architecture
+
+    def factory(params, **kwargs):
+        return gankit.NetSpec(input_shape=(2,), layers=[gankit.Dense(units=0)])
+
+    record = SimpleNamespace(params=gankit.NoParams, factory=factory, conditional=False)
+    registry = SimpleNamespace(get=lambda kind, name: SimpleNamespace(record=record))
+    with pytest.raises(ConfigError) as err:
+        _build_architecture(registry, PluginChoice(name="broken"), SimpleNamespace(num_classes=None), role="generator")
+    assert "generator 'broken': its Dense layer: units: Input should be greater than 0" in err.value.one_line()
