@@ -363,8 +363,19 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("GANKIT_DEBUG", "") not in ("", "0")
+    previous = os.environ.get("GANKIT_DEBUG")
     if debug:
         os.environ["GANKIT_DEBUG"] = "1"  # backends show their frameworks' start-up logs too
+    try:
+        return _main(args, debug)
+    finally:  # one call's --debug must not outlive it (main runs in-process in tests and tools)
+        if previous is None:
+            os.environ.pop("GANKIT_DEBUG", None)
+        else:
+            os.environ["GANKIT_DEBUG"] = previous
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         rc = app.main(args=args, prog_name="gankit", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
