@@ -308,14 +308,11 @@ class PearsonMissingQuarter(gankit_plugins.losses.FGanPearson):
         return ops.square(f) + f
 
 
-class JensenShannonMissingLog2(gankit_plugins.losses.FGanJensenShannon):
-    """f-GAN JS without its -log 2 terms: the D loss is log 4 too high at every point."""
+class JensenShannonHalfRealTerm(gankit_plugins.losses.FGanJensenShannon):
+    """f-GAN JS whose real term is halved ("the average of the two terms", done on one only)."""
 
     def real_term(self, ops, r):
-        return ops.softplus(-r)
-
-    def fake_term(self, ops, f):
-        return ops.softplus(f)
+        return 0.5 * (ops.softplus(-r) - self._LOG2)
 
 
 class ReverseKLWrongActivation(gankit_plugins.losses.FGanReverseKL):
@@ -438,7 +435,7 @@ MUTANT_LOSSES = {
     "mean_over_both_batches": (MeanOverBothBatches, "loss.optimal_discriminator"),
     "kl_wrong_conjugate": (KLWrongConjugate, "loss.optimal_discriminator"),
     "pearson_missing_quarter": (PearsonMissingQuarter, "loss.optimal_discriminator"),
-    "jensen_shannon_missing_log2": (JensenShannonMissingLog2, "loss.optimal_discriminator"),
+    "jensen_shannon_half_real_term": (JensenShannonHalfRealTerm, "loss.optimal_discriminator"),
     "reverse_kl_wrong_activation": (ReverseKLWrongActivation, "loss.optimal_discriminator"),
     # precision and backends
     "float64_in_float32": (Float64InFloat32, "loss.precision", None, "float64"),
