@@ -203,6 +203,10 @@ def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path:
               f"({gan.backend}) to {out_path}", markup=False)
 
 
+#: The most samples `gankit sample --interpolate` generates (2 x walks x steps).
+MAX_WALK_SAMPLES = 20_000
+
+
 def _interpolate(gan, checkpoint: Path, steps: int, walks: Optional[int], labels: tuple[int, ...], seed: int,
                  truncation: Optional[float], out_path: Path) -> None:
     """`gankit sample --interpolate STEPS`: the walks as a grid picture or a .npy array."""
@@ -219,6 +223,9 @@ def _interpolate(gan, checkpoint: Path, steps: int, walks: Optional[int], labels
     elif labels:
         raise GankitError("--label applies to class-conditional generators; this one is unconditional")
     n = len(y) if y is not None else (walks or 4)
+    if 2 * n * steps > MAX_WALK_SAMPLES:
+        raise GankitError(f"{n} walks of {steps} steps make {2 * n * steps:,} samples (straight and spherical), "
+                          f"more than the {MAX_WALK_SAMPLES:,} one picture holds", hint="use fewer --walks or steps")
     x = walk(gan, steps, n, seed=seed, truncation=truncation, labels=y)  # (walks, 2, steps, ...)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix.lower() == ".npy":

@@ -124,6 +124,7 @@ def test_cli_interpolate_writes_the_grid(digits_run, tmp_path, capsys):
     (["--interpolate", "4", "--rejection", "drs"], "does not combine with --rejection drs"),
     (["--interpolate", "4", "--label", "3"], "--label applies to class-conditional generators"),
     (["--interpolate", "1"], "Invalid value for '--interpolate'"),
+    (["--interpolate", "1000", "--walks", "11"], "11 walks of 1000 steps make 22,000 samples"),
 ])
 def test_cli_interpolate_refusals_are_one_line(digits_run, tmp_path, capsys, args, message):
     code = main(["sample", str(digits_run.directory), *args, "-o", str(tmp_path / "x.png")])
