@@ -101,3 +101,19 @@ def test_the_real_backends_pass_the_same_checks(mutant_registry, both_backends):
                    checks=checks).run()
     assert not report.failures, [r.to_json() for r in report.failures]
     assert report.find(check="training.n_critic", status="pass")
+
+
+def test_the_docs_table_names_every_mutant_and_the_check_that_catches_it():
+    from pathlib import Path
+
+    from mutants import MUTATIONS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "conformance.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| loss `")
+            or line.startswith("| regularizer `") or line.startswith("| backend `")}
+    for name in MUTANT_LOSSES:
+        assert f"`{mutant_loss(name)[1]}`" in rows[f"loss `{name}`"], name
+    for name in MUTANT_REGULARIZERS:
+        assert f"`{mutant_regularizer(name)[1]}`" in rows[f"regularizer `{name}`"], name
+    for name, (*_, check) in MUTATIONS.items():
+        assert f"`{check}`" in rows[f"backend `torch_{name}`, `tensorflow_{name}`"], name
