@@ -227,9 +227,10 @@ def prune(run_dir: str | os.PathLike, keep: int) -> list[Path]:
 
 
 def clean_partial(run_dir: str | os.PathLike) -> list[Path]:
-    """Delete what interrupted checkpoint writes left in a run directory: temporary files
-    (``.step_*.safetensors.*``, ``.checkpoint.json.*``, ...) and weights or state files
-    without their manifest (a write or a prune cut short). Returns the deleted paths.
+    """Delete what interrupted writes left in a run directory: temporary files
+    (``.step_*.safetensors.*``, ``.checkpoint.json.*``, ``.config.json.<hex>.tmp``, ...) and
+    weights or state files without their manifest (a write or a prune cut short). Returns
+    the deleted paths.
     Call it only while holding the run directory's lock (a live run's writes look alike)."""
     run_dir = Path(run_dir)
     removed = []
@@ -237,7 +238,9 @@ def clean_partial(run_dir: str | os.PathLike) -> list[Path]:
         if not folder.is_dir():
             continue
         data_file = re.compile(rf"{stem}(\.state)?\.safetensors")
-        temp_file = re.compile(rf"\.{stem}\..+")
+        # a checkpoint's temporary files (this version's and earlier ones'), and any other
+        # file of the run written by atomic_write (.config.json.<hex>.tmp, ...)
+        temp_file = re.compile(rf"\.{stem}\..+|\..+\.[0-9a-f]{{8}}{re.escape(TEMP_SUFFIX)}")
         for p in folder.iterdir():
             orphan = data_file.fullmatch(p.name) and not paths(p)[1].is_file()
             if (orphan or temp_file.fullmatch(p.name)) and p.is_file():

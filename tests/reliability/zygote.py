@@ -20,7 +20,7 @@ import signal
 import sys
 
 # Frameworks that are safe to fork after import (their thread pools start with the first op).
-PRELOAD = {"torch": ("gankit_torch.step",), "tensorflow": ("gankit_tensorflow.step",)}
+PRELOAD = {"torch": ("gankit_torch.step",), "tensorflow": ("gankit_tensorflow.step",), "jax": ("gankit_jax.step",)}
 # ... and after a training run on one thread (TensorFlow's runtime, once started, is not).
 WARM_RUN = {"torch"}
 

@@ -209,7 +209,8 @@ def test_interrupted_writes_are_cleaned_on_resume(tmp_path, interrupt_at):
     ck = d / "checkpoints"
     debris = [ck / ".step_00000010.safetensors.abc123", ck / ".step_00000010.json.0f0f0f0f.tmp",
               ck / "step_00000010.safetensors", ck / "step_00000010.state.safetensors",  # no manifest
-              d / ".checkpoint.safetensors.k2j3h4", d / "checkpoint.state.safetensors"]
+              d / ".checkpoint.safetensors.k2j3h4", d / "checkpoint.state.safetensors",
+              d / ".config.json.0a1b2c3d.tmp", d / ".summary.json.deadbeef.tmp"]  # other atomic writes
     for p in debris:
         p.write_bytes(b"partial")
     keep = [d / "notes.txt", d / "checkpoint_backup.safetensors"]  # not gankit's: untouched
