@@ -42,7 +42,7 @@ def app(debug: bool):
 @_config_arg
 @_preset_option
 @_set_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar: a line every training.log_every steps instead.")
 @click.option("--resume", "-r", "resume", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Continue the run in this directory from its newest checkpoint (--set applies on top of its config).")
 def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], quiet: bool, resume: Optional[Path]):
