@@ -3,6 +3,8 @@ their quality targets are tests/benchmarks/recipes.py), and the conditional one 
 chosen digit through `gankit sample --label`."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -50,9 +52,9 @@ def test_mnist_wgan_clips_the_critic_and_not_the_generator(tmp_path, backend_nam
     assert params and params <= set(critic)
     assert all(np.abs(weights[f"discriminator.{n}"]).max() <= 0.01 + 1e-7 for n in params)
     assert max(np.abs(v).max() for v in run.trainer.parameters_of("generator").values()) > 0.01
-    # batch norm's running variance is a buffer, not clipped (it starts at 1 and has moved
-    # only 10 updates of momentum 0.1 towards the small batch variances)
-    assert any(np.abs(weights[f"discriminator.{n}"]).max() > 0.1 for n in set(critic) - params)
+    # batch norm's running variance is a buffer, not clipped: it starts at 1 and after the
+    # ~20 critic forwards of 2 steps (momentum 0.1) is still ~0.1, ten times the bound
+    assert any(np.abs(weights[f"discriminator.{n}"]).max() > 0.05 for n in set(critic) - params)
 
 
 def _dcgan(role, **params):
@@ -77,8 +79,13 @@ def test_spectral_norm_on_a_dcgan_generator_is_a_config_error():
         _dcgan("generator", style="paper", spectral_norm=True)
 
 
-def test_sample_label_draws_the_chosen_class(tmp_path):
-    run = few_steps(tmp_path, "mnist_cgan", "torch")
+@pytest.fixture(scope="module")
+def cgan_run(tmp_path_factory):
+    return few_steps(tmp_path_factory.mktemp("cgan"), "mnist_cgan", "torch")
+
+
+def test_sample_label_draws_the_chosen_class(tmp_path, cgan_run):
+    run = cgan_run
     runner = CliRunner()
     paths = {}
     for label in (7, 3):
@@ -95,8 +102,11 @@ def test_sample_label_draws_the_chosen_class(tmp_path):
 
 
 @pytest.mark.parametrize("label", ["10", "-1"])
-def test_sample_label_out_of_range_is_one_clear_line(tmp_path, label):
-    run = few_steps(tmp_path, "mnist_cgan", "torch")
-    result = CliRunner().invoke(app, ["sample", str(run.directory), "--label", label, "-o", str(tmp_path / "x.png")])
-    assert result.exit_code == 2
-    assert "Traceback" not in result.output and "label" in result.output.lower()
+def test_sample_label_out_of_range_is_one_clear_line(tmp_path, cgan_run, label):
+    run = cgan_run
+    result = subprocess.run([sys.executable, "-m", "gankit", "sample", str(run.directory), "--label", label,
+                             "-o", str(tmp_path / "x.png")], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "label" in result.stderr.lower()
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "x.png").exists()
