@@ -97,7 +97,7 @@ class JaxOps(Ops):
     # -- conversion -------------------------------------------------------------
     def asarray(self, x, dtype=None):
         dt = to_dtype(dtype) if dtype is not None else self.dtype
-        if isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        if isinstance(x, jax.Array):  # tracers too
             return x.astype(dt)
         with _x64(jnp.dtype(dt).name):
             return jnp.asarray(np.asarray(x), dtype=dt)

@@ -73,17 +73,25 @@ class Optimizer:
     def init(self, params) -> dict:
         return {"step": jnp.zeros((), jnp.int32), "inner": self.transform.init(params)}
 
-    def update(self, grads, state, params, lr):
-        """One step: clip, transform, ``p -= lr * update``; returns ``(params, state)``."""
+    def update(self, grads, state, params, lr, clip_weights=None):
+        """One step: clip the gradients, transform, ``p -= lr * update``, clamp the weights;
+        returns ``(params, state)``. ``clip_weights`` overrides the setting's bound (the
+        trainer passes it as a traced number, ``inf`` when off, so that a run with and
+        without clipping compiles to one program and a bound no weight reaches changes no bit)."""
         grads = _clip_grad_norm(grads, self.settings.clip_grad_norm)
         updates, inner = self.transform.update(grads, state["inner"], params)
         wd = self.decoupled_decay
         new = jax.tree_util.tree_map(
             lambda p, u: p - (lr * (u + wd * p) if wd else lr * u).astype(p.dtype), params, updates)
-        c = getattr(self.settings, "clip_weights", None)
-        if c:  # WGAN weight clipping: every parameter (not buffer) into [-c, c], after the update
+        c = self.weight_bound if clip_weights is None else clip_weights
+        if c is not None:  # WGAN weight clipping: every parameter (not buffer) into [-c, c], after the update
             new = jax.tree_util.tree_map(lambda p: jnp.clip(p, -c, c), new)
         return new, {"step": state["step"] + 1, "inner": inner}
+
+    @property
+    def weight_bound(self) -> float | None:
+        """The WGAN weight-clipping bound (``clip_weights``), or None."""
+        return getattr(self.settings, "clip_weights", None) or None
 
     # -- state in the portable format ---------------------------------------------------
     def export_state(self, state) -> dict[str, np.ndarray]:

@@ -117,7 +117,7 @@ class JaxTrainer(BaseTrainer):
             x = x.reshape(x.shape[0] // self.pack, -1)
         return x
 
-    def _d_pure(self, state, real, labels, key, lr, factors):
+    def _d_pure(self, state, real, labels, key, lr, factors, clip):
         g, d = state["generator"], state["discriminator"]
         k_z, k_g, k_real, k_fake, k_pen, k_ops = jax.random.split(key, 6)
         fake, g_buffers = self._train_call("generator", g["params"], g["buffers"], self._latent(k_z, real.shape[0]),
@@ -147,13 +147,13 @@ class JaxTrainer(BaseTrainer):
 
         grads, (loss, penalties, real_logit, fake_logit, d_buffers) = jax.grad(loss_fn, has_aux=True)(d["params"])
         params, opt = self.optimizers["discriminator"].update(grads, state["optimizer"]["discriminator"],
-                                                              d["params"], lr)
+                                                              d["params"], lr, clip)
         state = {**state, "generator": {"params": g["params"], "buffers": g_buffers},
                  "discriminator": {"params": params, "buffers": d_buffers},
                  "optimizer": {**state["optimizer"], "discriminator": opt}}
         return state, DUpdate(loss, penalties, real_logit, fake_logit)
 
-    def _g_pure(self, state, n: int, real, labels, key, lr):
+    def _g_pure(self, state, n: int, real, labels, key, lr, clip):
         g, d = state["generator"], state["discriminator"]
         k_z, k_g, k_fake, k_real, k_ops = jax.random.split(key, 5)
         z = self._latent(k_z, n)
@@ -175,7 +175,7 @@ class JaxTrainer(BaseTrainer):
             return loss.reshape(()), (g_buffers, d_buffers)
 
         (loss, (g_buffers, d_buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g["params"])
-        params, opt = self.optimizers["generator"].update(grads, state["optimizer"]["generator"], g["params"], lr)
+        params, opt = self.optimizers["generator"].update(grads, state["optimizer"]["generator"], g["params"], lr, clip)
         state = {**state, "generator": {"params": params, "buffers": g_buffers},
                  "discriminator": {"params": d["params"], "buffers": d_buffers},
                  "optimizer": {**state["optimizer"], "generator": opt}}
@@ -188,29 +188,34 @@ class JaxTrainer(BaseTrainer):
                                         ema["params"], g["params"])
         return {**state, "generator_ema": {"params": params, "buffers": dict(g["buffers"])}}
 
-    def _step(self, state, batches, labels, key, lr_g, lr_d, factors, ema_decay):
+    def _step(self, state, batches, labels, key, lr_g, lr_d, factors, ema_decay, clip_g, clip_d):
         for i in range(self.n_critic):  # unrolled: n_critic is fixed per trainer
             key, sub = jax.random.split(key)
-            state, d = self._d_pure(state, batches[i], None if labels is None else labels[i], sub, lr_d, factors)
+            state, d = self._d_pure(state, batches[i], None if labels is None else labels[i], sub, lr_d, factors,
+                                    clip_d)
         key, sub = jax.random.split(key)
         state, g_loss = self._g_pure(state, batches.shape[1], batches[-1], None if labels is None else labels[-1],
-                                     sub, lr_g)
+                                     sub, lr_g, clip_g)
         if self.has_ema:
             state = self._ema_pure(state, ema_decay)
         scalars = jnp.stack([d.loss, g_loss, d.real_logit, d.fake_logit, *d.penalties.values()])
         return state, key, scalars
 
-    def _d_step(self, state, real, labels, key, lr, factors):
+    def _d_step(self, state, real, labels, key, lr, factors, clip):
         key, sub = jax.random.split(key)
-        state, d = self._d_pure(state, real, labels, sub, lr, factors)
+        state, d = self._d_pure(state, real, labels, sub, lr, factors, clip)
         return state, key, jnp.stack([d.loss, d.real_logit, d.fake_logit, *d.penalties.values()])
 
-    def _g_step(self, state, n, real, labels, key, lr):
+    def _g_step(self, state, n, real, labels, key, lr, clip):
         key, sub = jax.random.split(key)
-        state, loss = self._g_pure(state, n, real, labels, sub, lr)
+        state, loss = self._g_pure(state, n, real, labels, sub, lr, clip)
         return state, key, loss
 
     # -- primitives ------------------------------------------------------------------------
+    def _bound(self, role: str) -> float:
+        """The weight-clipping bound of a role's optimizer as a traced number (inf: off)."""
+        return float(self.optimizers[role].weight_bound or np.inf)
+
     def _factors(self, hyper: StepHyper):
         return jnp.asarray([hyper.penalty[n] for n in self.regularizers], jnp.float32)
 
@@ -223,20 +228,21 @@ class JaxTrainer(BaseTrainer):
     def fused_step(self, batches, labels, hyper: StepHyper):
         self.state, self.keys["noise"], scalars = self._step_fn(
             self.state, self._x(batches), self._y(labels), self.keys["noise"], hyper.lr["generator"],
-            hyper.lr["discriminator"], self._factors(hyper), hyper.ema_decay)
+            hyper.lr["discriminator"], self._factors(hyper), hyper.ema_decay, self._bound("generator"),
+            self._bound("discriminator"))
         return np.asarray(scalars).tolist()  # the one device -> host transfer of the step
 
     def d_update(self, real, labels, hyper: StepHyper) -> DUpdate:
         self.state, self.keys["noise"], values = self._d_fn(
             self.state, self._x(real), self._y(labels), self.keys["noise"], hyper.lr["discriminator"],
-            self._factors(hyper))
+            self._factors(hyper), self._bound("discriminator"))
         loss, real_logit, fake_logit, *penalties = values
         return DUpdate(loss, dict(zip(self.regularizers, penalties)), real_logit, fake_logit)
 
     def g_update(self, batch_size: int, real, labels, hyper: StepHyper):
         self.state, self.keys["noise"], loss = self._g_fn(
             self.state, int(batch_size), self._x(real) if self.needs_real else None, self._y(labels),
-            self.keys["noise"], hyper.lr["generator"])
+            self.keys["noise"], hyper.lr["generator"], self._bound("generator"))
         return loss
 
     def update_ema(self, decay: float) -> None:
