@@ -37,7 +37,7 @@ def run_one(preset: str, pack: int, seed: int, out_dir: Path, extra: list[str], 
     overrides = [f"seed={seed}", f"backend={backend}", f"discriminator.params.pack={pack}", "training.threads=1",
                  f"output.dir={out_dir}", f"output.name={preset}-pack{pack}-{seed}", "output.overwrite=true",
                  "training.tensorboard=false", 'evaluation.metrics=[{"name": "modes"}]', "evaluation.num_samples=2500",
-                 "sampling.rejection=none", *extra]
+                 "sampling.rejection=none", "evaluation.every=1000000", *extra]
     cpu = time.process_time()
     run = gankit.train(preset=preset, overrides=overrides)
     cpu = time.process_time() - cpu
