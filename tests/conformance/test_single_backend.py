@@ -126,8 +126,8 @@ def test_the_cli_prints_single_backend(registry, monkeypatch, capsys, both_backe
     import gankit.plugins
 
     monkeypatch.setattr(gankit.plugins, "_REGISTRY", registry)
-    rc = main(["conformance", "--architecture", "pixel_shuffle", "--check", "architecture.shapes_dtypes",
-               "--check", "architecture.same_function"])
+    rc = main(["conformance", "--backend", "torch", "--backend", "tensorflow", "--architecture", "pixel_shuffle",
+               "--check", "architecture.shapes_dtypes", "--check", "architecture.same_function"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "architecture pixel_shuffle: single-backend, built for torch only" in out
