@@ -141,7 +141,8 @@ def _upsample(c, p, layer, shape, x):
 
 def _avg_pool2d(c, p, layer, shape, x):
     k, s = layer.kernel_size, layer.stride or layer.kernel_size
-    summed = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, (1, 1, k, k), (1, 1, s, s), "VALID")
+    # A concrete (numpy) zero: jax recognises the windowed sum, which it can differentiate.
+    summed = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, 1, k, k), (1, 1, s, s), "VALID")
     return summed / (k * k)
 
 

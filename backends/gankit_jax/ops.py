@@ -103,6 +103,17 @@ class JaxOps(Ops):
             return jnp.asarray(np.asarray(x), dtype=dt)
 
     def to_numpy(self, x):
+        """``x`` as numpy. Inside an eager ``jax.grad`` / ``value_and_grad`` (a tracer whose
+        value is known) the value it carries; inside ``jit`` there is none: an error."""
+        for _ in range(16):  # transformations nest: take each tracer's primal value
+            if not isinstance(x, jax.core.Tracer):
+                break
+            inner = getattr(x, "primal", None)
+            if inner is None:
+                inner = getattr(x, "val", None)
+            if inner is None:
+                break
+            x = inner
         arr = np.asarray(x)
         return arr.astype(np.float32) if arr.dtype == jnp.bfloat16 else arr
 
