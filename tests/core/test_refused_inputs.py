@@ -259,3 +259,25 @@ def test_an_architecture_whose_layer_refuses_its_settings():
     with pytest.raises(ConfigError) as err:
         _build_architecture(registry, PluginChoice(name="broken"), SimpleNamespace(num_classes=None), role="generator")
     assert "generator 'broken': its Dense layer: units: Input should be greater than 0" in err.value.one_line()
+
+
+def test_evaluate_and_resume_use_the_manifest_specs(trained, tmp_path, capsys):
+    """The checkpoint's networks are its manifest's specs: a config that now builds other
+    networks (edited, or a plugin that changed) neither breaks evaluate nor silently
+    resumes into other networks."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    for path in [run_dir / "checkpoint.json", *(run_dir / "checkpoints").glob("*.json")]:
+        manifest = json.loads(path.read_text())
+        manifest["config"]["generator"]["params"]["hidden"] = [16]  # the specs and weights stay
+        path.write_text(json.dumps(manifest))
+    code, out, err = run(capsys, "evaluate", str(run_dir), "-n", "50", "-m", "modes")
+    assert code == 0, err  # was an internal error: weights of the manifest's nets loaded into the config's
+    assert json.loads((run_dir / "eval.json").read_text())["metrics"]
+    config = json.loads((run_dir / "config.json").read_text())
+    config["generator"]["params"]["hidden"] = [16]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    code, out, err = run(capsys, "train", "--resume", str(run_dir), "--set", "training.steps=2")
+    assert_one_line(code, out, err, "is not the generator the run's config builds now")
