@@ -63,13 +63,25 @@ class StrictModel(BaseModel):
         if isinstance(data, dict):
             for name, value in data.items():
                 field = cls.model_fields.get(name) if isinstance(name, str) else None
-                if field is not None and _holds_bool(value) and not _admits_bool(field.annotation):
+                if field is not None and _holds_bool(value) and _admits_number(field.annotation) \
+                        and not _admits_bool(field.annotation):
                     raise ValueError(f"{name}: a boolean is not a number (got {value!r}); write the number itself")
         return data
 
 
 def _holds_bool(value) -> bool:
     return isinstance(value, bool) or (isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value))
+
+
+def _admits_number(annotation) -> bool:
+    """Whether a field's type takes an int or a float anywhere (pydantic would take a boolean for it)."""
+    import typing
+
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return False
+    return any(_admits_number(a) for a in typing.get_args(annotation) if a is not Ellipsis)
 
 
 def _admits_bool(annotation) -> bool:
