@@ -281,3 +281,6 @@ def test_evaluate_and_resume_use_the_manifest_specs(trained, tmp_path, capsys):
     (run_dir / "config.json").write_text(json.dumps(config))
     code, out, err = run(capsys, "train", "--resume", str(run_dir), "--set", "training.steps=2")
     assert_one_line(code, out, err, "is not the generator the run's config builds now")
+    pytest.importorskip("onnx")  # export, too, builds the manifest's networks
+    code, out, err = run(capsys, "export", str(run_dir), "-o", str(tmp_path / "g.onnx"))
+    assert code == 0 and (tmp_path / "g.onnx").stat().st_size > 0, err
