@@ -274,7 +274,7 @@ def test_evaluate_and_resume_use_the_manifest_specs(trained, tmp_path, capsys):
         manifest["config"]["generator"]["params"]["hidden"] = [16]  # the specs and weights stay
         path.write_text(json.dumps(manifest))
     code, out, err = run(capsys, "evaluate", str(run_dir), "-n", "50", "-m", "modes")
-    assert code == 0, err  # was an internal error: weights of the manifest's nets loaded into the config's
+    assert code == 0, err  # was refused: it built the config's nets, which the manifest's weights do not fit
     assert json.loads((run_dir / "eval.json").read_text())["metrics"]
     config = json.loads((run_dir / "config.json").read_text())
     config["generator"]["params"]["hidden"] = [16]
