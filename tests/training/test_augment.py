@@ -185,3 +185,21 @@ def test_floor_and_matmul_ops(backend):
     np.testing.assert_allclose(ga, np.matmul(np.ones((3, 2, 4, 6)), np.swapaxes(b, -1, -2)).sum(axis=1, keepdims=True),
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gb, np.matmul(np.swapaxes(a, -1, -2), np.ones((3, 2, 4, 6))), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_resumed_run_draws_the_augmentations_an_uninterrupted_one_would(tmp_path, backend, interrupt_at):
+    pytest.importorskip(backend)
+    from training_helpers import Interrupted, tiny
+
+    extra = [*TINY_IMAGES, 'augment.policy=["color", "translation", "cutout"]', "training.checkpoint_every=3"]
+    whole = tiny(tmp_path, backend, *extra, name="whole", steps=6)
+    restore = interrupt_at(4)
+    with pytest.raises(Interrupted):
+        tiny(tmp_path, backend, *extra, name="cut", steps=6)
+    restore()
+    resumed = gankit.train(resume=tmp_path / "cut")
+    assert resumed.resumed_from == 3
+    a, b = whole.trainer.state_dict(), resumed.trainer.state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
