@@ -44,7 +44,7 @@ def test_a_run_writes_the_strip_and_keeps_its_frames_across_resume(tmp_path, int
     np.testing.assert_allclose(final, run.trainer.generate(gankit.training.fixed_latents(run.config, 64)), atol=1e-6)
 
 
-def test_no_strip_without_sample_every_or_for_images(tmp_path):
+def test_no_strip_without_sample_every(tmp_path):
     run = tiny(tmp_path, "torch", steps=4)
     assert "modes_strip" not in run.files and not (run.directory / "modes").exists()
 
