@@ -99,6 +99,14 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     The file gets the mode of every other file of a run (0666 less the umask: 0644 by
     default); a temporary file left by a kill is removed by :func:`clean_partial`."""
     path = Path(path)
+    os.replace(_temporary(path, data), path)
+    _sync_directory(path.parent)
+    return path
+
+
+def _temporary(path: Path, data: bytes) -> Path:
+    """``data`` in a temporary file beside ``path``, flushed to disk; removed again if the
+    write fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
@@ -107,12 +115,10 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _sync_directory(path.parent)
-    return path
+    return tmp
 
 
 def _sync_directory(folder: Path) -> None:
@@ -178,9 +184,6 @@ def save(
     weights_path, manifest_path = paths(base)
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(weights.items())}
     blob = st_save(arrays, metadata={"format": FORMAT})
-    # Replacing a checkpoint (a finished run trained further): its old manifest goes first,
-    # so a kill between the renames below never pairs it with the new files.
-    manifest_path.unlink(missing_ok=True)
     state = None
     if optimizer_state is not None and rng_state is not None:
         # np.array, not np.ascontiguousarray: that turns 0-d arrays (step counts) into 1-d.
@@ -190,14 +193,29 @@ def save(
         state = TrainingState(sha256=hashlib.sha256(state_blob).hexdigest(),
                               tensors={k: list(v.shape) for k, v in sorted(state_arrays.items())},
                               data_batches=data_batches, rng_backend=backend)
-        _atomic_write(state_path(base), state_blob)
     manifest = Manifest(
         step=step, backend=backend, versions=versions, generator=generator, discriminator=discriminator,
         config=config, tensors={k: list(v.shape) for k, v in arrays.items()},
         sha256=hashlib.sha256(blob).hexdigest(), ema=any(k.startswith(EMA_PREFIX) for k in arrays),
         state=state,
     )
-    _atomic_write(weights_path, blob)
+    # Every file goes to disk under a temporary name first: a failed write (a full disk)
+    # leaves the old checkpoint whole. Then the old manifest goes, so a kill between the
+    # renames never pairs it with new files, and the new manifest comes last.
+    files = {weights_path: blob}
+    if state is not None:
+        files[state_path(base)] = state_blob
+    written = {}
+    try:
+        for path, data in files.items():
+            written[path] = _temporary(path, data)
+    except BaseException:
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    manifest_path.unlink(missing_ok=True)
+    for path, tmp in written.items():
+        os.replace(tmp, path)
     _atomic_write(manifest_path, manifest.model_dump_json(indent=2).encode())
     return manifest_path
 
