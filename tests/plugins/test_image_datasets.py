@@ -181,7 +181,7 @@ def test_truncated_image_is_reported_when_read(tmp_path):
 
 def test_mnist_trains_with_an_mlp_config():
     cfg = gankit.load_config({"data": {"name": "mnist"}, "latent": {"dim": 16}})
-    assert cfg.data.params == {"classes": list(range(10))}
+    assert cfg.data.params == {"classes": list(range(10)), "limit": None}
 
 
 def test_npz_images_with_labels(tmp_path):
