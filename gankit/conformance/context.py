@@ -145,17 +145,18 @@ class Context:
         got = Evaluation(float(value), g_real.reshape(np.shape(real)), g_fake.reshape(np.shape(fake)))
         if not representable(dtype, got.value, got.real, got.fake):
             exact = self.reference(side, real, fake)
-            if self.excused(exact):
+            if self.excused(exact, max(np.size(real), np.size(fake))):
                 raise OutOfRange(f"the exact {side} loss is {exact!r}")
         return got
 
-    def excused(self, exact: float) -> bool:
-        """Whether a non-representable result is excused by the exact value: it is beyond
-        the dtype's range, or not finite even in float64 where the loss does not declare
+    def excused(self, exact: float, batch: int = 1) -> bool:
+        """Whether a non-representable result is excused by the exact value: it, or the
+        batch sum a mean accumulates (``batch`` times it), is beyond the dtype's range, or
+        it is not finite even in float64 where the loss does not declare
         ``finite_at_extremes`` (exp(1e3) in an f-GAN loss). A loss that declares finite
         values is not excused by its own formula overflowing."""
         if np.isfinite(exact):
-            return not representable(self.dtype, exact)
+            return not representable(self.dtype, abs(exact) * max(batch, 1))
         meta = getattr(self.subject, "meta", None)
         return meta is None or "finite_at_extremes" not in meta.properties
 
