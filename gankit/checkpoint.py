@@ -209,13 +209,14 @@ def save(
     try:
         for path, data in files.items():
             written[path] = _temporary(path, data)
+        manifest_path.unlink(missing_ok=True)
+        for path in list(written):
+            os.replace(written[path], path)
+            del written[path]
     except BaseException:
         for tmp in written.values():
             tmp.unlink(missing_ok=True)
         raise
-    manifest_path.unlink(missing_ok=True)
-    for path, tmp in written.items():
-        os.replace(tmp, path)
     _atomic_write(manifest_path, manifest.model_dump_json(indent=2).encode())
     return manifest_path
 
