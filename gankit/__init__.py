@@ -20,7 +20,7 @@ from gankit.errors import (
     TrainingInterrupted,
 )
 from gankit.hookspecs import hookimpl
-from gankit.init import initial_weights
+from gankit.initializers import initial_weights
 from gankit.metrics import (
     EvalContext,
     FeatureExtractor,

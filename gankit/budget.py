@@ -41,7 +41,7 @@ MEMORY_ENV = "GANKIT_MEMORY_LIMIT"
 def max_threads(cpus: int | None = None) -> int:
     """The most CPU threads a run may ask for on this machine."""
     if cpus is None:
-        from gankit.training import usable_cpus
+        from gankit.threads import usable_cpus
 
         cpus = usable_cpus()
     return THREADS_PER_CPU * max(1, cpus)
@@ -53,7 +53,7 @@ def check_threads(threads: int | None, cpus: int | None = None) -> None:
     if threads is None:
         return
     if cpus is None:
-        from gankit.training import usable_cpus
+        from gankit.threads import usable_cpus
 
         cpus = usable_cpus()
     limit = max_threads(cpus)

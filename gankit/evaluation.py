@@ -1,11 +1,11 @@
 """Evaluation: the configured metrics on generated samples, during training or afterwards.
 
-* :func:`evaluate` scores a built :class:`~gankit.training.Experiment` (its trainer's
+* :func:`evaluate` scores a built :class:`~gankit.assembly.Experiment` (its trainer's
   generator — the EMA generator when the trainer samples from one).
 * :func:`maybe_evaluate` is what the training loop calls each step: every
   ``evaluation.every`` steps (and at the last step) it appends a line to ``eval.jsonl``.
-* :func:`evaluate_run` rebuilds a finished run from its checkpoint and writes ``eval.json``
-  (``gankit evaluate RUN_DIR``).
+* :func:`evaluate_run` rebuilds a finished run from its checkpoint
+  (:func:`gankit.assembly.load_run`) and writes ``eval.json`` (``gankit evaluate RUN_DIR``).
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from gankit.assembly import Experiment, load_run
 from gankit.config import PluginChoice
 from gankit.errors import ConfigError, PluginError
 from gankit.metrics import EvalContext, Metric
 from gankit.plugins import Registry, get_registry
-
-if TYPE_CHECKING:
-    from gankit.training import Experiment
 
 EVAL_FILE = "eval.json"
 EVAL_LOG = "eval.jsonl"
@@ -102,7 +100,7 @@ def latents(n: int, dim: int, distribution: str, seed: int) -> np.ndarray:
     return rng.standard_normal((n, dim)).astype(np.float32)
 
 
-def _classes(exp: "Experiment") -> int | None:
+def _classes(exp: Experiment) -> int | None:
     if not getattr(exp.generator, "conditional", False):
         return None
     classes = exp.dataset.num_classes or getattr(exp.generator, "num_classes", None)
@@ -111,7 +109,7 @@ def _classes(exp: "Experiment") -> int | None:
     return int(classes)
 
 
-def generate(exp: "Experiment", n: int, seed: int, batch_size: int = 1000) -> np.ndarray:
+def generate(exp: Experiment, n: int, seed: int, batch_size: int = 1000) -> np.ndarray:
     """``n`` generated samples for evaluation, in batches, from numpy latents (and, for a
     class-conditional generator, every class in turn: ``0, 1, ..., k-1, 0, ...``).
 
@@ -130,7 +128,7 @@ def generate(exp: "Experiment", n: int, seed: int, batch_size: int = 1000) -> np
     return np.concatenate(out)
 
 
-def rejection_generate(exp: "Experiment", n: int, seed: int, batch_size: int = 1000):
+def rejection_generate(exp: Experiment, n: int, seed: int, batch_size: int = 1000):
     """``n`` samples through discriminator rejection sampling with the experiment's
     generator (the EMA one when there is one) and discriminator: a
     :class:`gankit.rejection.RejectionResult` (samples, and how many candidates it took)."""
@@ -167,7 +165,7 @@ def _uses_ema(trainer) -> bool:
     return bool(getattr(trainer, "has_ema", False))
 
 
-def evaluate(exp: "Experiment", *, num_samples: int | None = None, metrics: list[PluginChoice] | None = None,
+def evaluate(exp: Experiment, *, num_samples: int | None = None, metrics: list[PluginChoice] | None = None,
              step: int | None = None, registry: Registry | None = None) -> Evaluation:
     """Score the experiment's generator with the configured (or given) metrics."""
     reg = registry or get_registry()
@@ -211,7 +209,7 @@ def _dataset_size(dataset) -> int | None:
         return None
 
 
-def maybe_evaluate(exp: "Experiment", step: int, directory: Path, board=None) -> Evaluation | None:
+def maybe_evaluate(exp: Experiment, step: int, directory: Path, board=None) -> Evaluation | None:
     """During training: evaluate every ``evaluation.every`` steps and at the last step,
     appending to ``eval.jsonl`` (and to ``board.scalars(step, {...})``, the TensorBoard
     writer, as ``eval/<key>``); otherwise do nothing."""
@@ -224,38 +222,6 @@ def maybe_evaluate(exp: "Experiment", step: int, directory: Path, board=None) ->
     if board is not None:
         board.scalars(step, {f"eval/{k}": v for k, v in result.metrics.items()})
     return result
-
-
-def load_run(run_dir: str | Path, backend: str | None = None, registry: Registry | None = None) -> "Experiment":
-    """Rebuild a run's experiment from its checkpoint (on its own backend, or ``backend``):
-    the networks are the manifest's specs with its weights; the config (checked against
-    the installed plugins, so an unknown backend or architecture is refused in one line)
-    gives the dataset to compare with."""
-    from gankit import checkpoint
-    from gankit.config import load_config
-    from gankit.errors import CheckpointError
-    from gankit.restore import rebuild
-    from gankit.training import Experiment
-
-    reg = registry or get_registry()
-    manifest, weights = checkpoint.load(run_dir)
-    data = dict(manifest.config)
-    if backend:
-        data["backend"] = backend
-    where = f"checkpoint {str(run_dir)!r}"
-    try:
-        cfg = load_config(data, registry=reg, environ={})
-    except ConfigError as exc:
-        raise CheckpointError(f"{where}: {exc.message}", hint=exc.hint) from None
-    gan = rebuild(manifest, weights, cfg.backend, device=cfg.device, registry=reg, where=where)
-    record = reg.get("dataset", cfg.data.name).record
-    dataset = record.factory(record.params.model_validate(cfg.data.params), seed=cfg.seed)
-    made = tuple(gan.generator.shapes()[-1])
-    if made != tuple(dataset.sample_shape):
-        raise CheckpointError(f"{where}: its generator makes samples of shape {made}, its data "
-                              f"{cfg.data.name!r} has shape {tuple(dataset.sample_shape)}",
-                              hint="the data changed since the run; point data.params at the run's own data")
-    return Experiment(cfg, reg.backend(cfg.backend), gan.trainer, dataset, gan.generator, gan.discriminator)
 
 
 def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, metrics: list[str] | None = None,

@@ -8,6 +8,7 @@ regularizers, optimizer settings) into a compiled training step.
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -290,7 +291,17 @@ Precision = Literal["float32", "bfloat16", "float16"]
 
 @dataclass
 class TrainSetup:
-    """Everything a backend needs to build a trainer, in neutral form."""
+    """Everything a backend needs to build a trainer, in neutral form.
+
+    A setup checks its own consistency when it is made (and remade by
+    ``dataclasses.replace``): the shapes against ``latent_dim`` and each other, one logit
+    per sample, ``n_critic``, the regularizers' schedules, ``ema_decay``, ``rank`` and
+    ``world_size``, the batch against the processes and the discriminator's packs, batch
+    norm's two samples per process, and the precision's name. A setup no backend can
+    train raises :class:`~gankit.errors.ConfigError` in one line; this is the one place
+    those checks live. Whether the precision runs on the device a backend resolves is
+    :func:`gankit.trainer.check_precision`'s to say.
+    """
 
     generator: Any  # gankit.nets.NetSpec
     discriminator: Any  # gankit.nets.NetSpec
@@ -307,7 +318,7 @@ class TrainSetup:
     device: str = "auto"
     compile: bool = False
     #: Initial weights in the canonical layout (``generator.<param>``,
-    #: ``discriminator.<param>``), from :func:`gankit.init.initial_weights`.
+    #: ``discriminator.<param>``), from :func:`gankit.initializers.initial_weights`.
     initial_weights: dict[str, np.ndarray] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     #: Steps the run will take (what learning-rate schedules decay over; 0: no schedule).
@@ -339,6 +350,70 @@ class TrainSetup:
     #: stream, to every real and every generated batch before the discriminator judges it
     #: in a training update (penalties see the augmented batches too). ``None``: off.
     augment: Any = None
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes the class-conditional nets read (None when unconditional)."""
+        from gankit.nets import conditional_classes
+
+        return conditional_classes(self.generator, self.discriminator)
+
+    def __post_init__(self) -> None:
+        from gankit.errors import ConfigError
+
+        g, d = self.generator, self.discriminator
+        if tuple(g.input_shape) != (self.latent_dim,):
+            raise ConfigError(
+                f"the generator takes input shape {tuple(g.input_shape)} but latent_dim is {self.latent_dim}",
+                hint="build the generator with input_shape=(latent_dim,)")
+        if tuple(g.output_shape) != tuple(d.input_shape):
+            raise ConfigError(
+                f"the generator outputs shape {tuple(g.output_shape)} but the discriminator takes "
+                f"{tuple(d.input_shape)}", hint="both must match the data's sample shape")
+        if math.prod(d.output_shape) != 1:
+            raise ConfigError(
+                f"the discriminator must output one logit per sample, got shape {tuple(d.output_shape)}",
+                hint="end it with a dense layer of 1 unit")
+        if self.n_critic < 1:
+            raise ConfigError(f"n_critic must be at least 1, got {self.n_critic}",
+                              hint="n_critic counts discriminator updates per generator update")
+        unknown = sorted(set(self.regularizer_schedules) - set(self.regularizers))
+        if unknown:
+            raise ConfigError(f"weight schedules given for regularizers the setup does not have: {', '.join(unknown)}",
+                              hint="name each schedule after one of TrainSetup.regularizers")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}",
+                              hint="e.g. 0.999, or 0 for no EMA generator")
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ConfigError(f"rank {self.rank} does not fit world_size {self.world_size}",
+                              hint="ranks run from 0 to world_size - 1")
+        self._check_batch()
+        if self.precision not in typing.get_args(Precision):
+            raise ConfigError(f"unknown precision {self.precision!r}", hint="use float32, bfloat16 or float16")
+        try:
+            self.num_classes
+        except ValueError as exc:
+            raise ConfigError(f"generator and discriminator: {exc}",
+                              hint="build both nets for the same number of classes") from None
+
+    def _check_batch(self) -> None:
+        """The global batch divides among the processes, each share into the
+        discriminator's packs, and batch norm gets at least 2 samples per process."""
+        from gankit.errors import ConfigError
+
+        b, w = self.batch_size, self.world_size
+        if b % w:
+            raise ConfigError(f"batch_size {b} does not divide among {w} processes",
+                              hint=f"use a multiple of {w} (training.batch_size is the global batch)")
+        share, pack = b // w, int(getattr(self.discriminator, "pack", 1))
+        if share % pack:
+            on = f" on each of {w} processes" if w > 1 else ""
+            raise ConfigError(f"batch_size {b} does not divide into the discriminator's packs of {pack}{on}",
+                              hint=f"use a batch size that is a multiple of {pack * w}")
+        if share < 2 and any(layer.kind == "batch_norm" for spec in (self.generator, self.discriminator)
+                             for _, layer, _ in spec.walk()):
+            raise ConfigError(f"batch norm needs at least 2 samples per batch, each process gets {share}",
+                              hint="raise batch_size (training.batch_size)")
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from gankit import checkpoint, native
-from gankit.errors import CheckpointError, ConfigError, DataError
+from gankit.errors import CheckpointError, ConfigError
 from gankit.nets import NetSpec, class_labels, conditional_classes
 from gankit.plugins import Registry, get_registry
 from gankit.protocol import Trainer, TrainSetup
@@ -236,12 +236,3 @@ def _engine_settings(cfg) -> dict[str, Any]:
         if value is not None and field in TrainSetup.__dataclass_fields__:
             out[field] = value
     return out
-
-
-def check_labels_for(gan: LoadedGAN, labels) -> np.ndarray | None:
-    """Labels for ``gan``'s generator from a CLI list (None: the classes in turn)."""
-    if labels is None or gan.num_classes is None:
-        if labels is not None:
-            raise DataError("the checkpoint's generator is not class-conditional; drop --label")
-        return None
-    return np.asarray(labels, dtype=np.int64)

@@ -5,7 +5,8 @@ A backend subclasses :class:`BaseTrainer` and implements only the primitives lis
 update, the EMA update, eval-mode forwards, weight / optimizer-slot / random-state I/O,
 device set-up). Everything else lives here, the same for every backend:
 
-* the set-up checks (:func:`check_setup`, :func:`check_precision`), once;
+* the precision check against the resolved device (:func:`check_precision`), once
+  (a :class:`~gankit.protocol.TrainSetup` checks the rest of itself when it is made);
 * state naming and I/O by prefix: weights as ``generator.<param>``,
   ``discriminator.<param>``, ``generator_ema.<param>``; optimizer state as
   ``g_optimizer.step`` and ``g_optimizer.<param>.<slot>`` (torch's slot names, the
@@ -25,7 +26,6 @@ The Keras 3 analogue is ``keras/src/trainers/trainer.py`` with one subclass per 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -34,8 +34,8 @@ import numpy as np
 
 from gankit.backend_contract import TrainerPrimitives, missing
 from gankit.errors import CheckpointError, ConfigError, DataError, PluginError
-from gankit.init import initial_weights
-from gankit.nets import class_labels, conditional_classes
+from gankit.initializers import initial_weights
+from gankit.nets import class_labels
 from gankit.protocol import OptimizerSettings, StepResult, TrainSetup
 
 ROLES = ("generator", "discriminator")
@@ -43,53 +43,19 @@ ROLES = ("generator", "discriminator")
 NETS = ("generator", "discriminator", "generator_ema")
 #: The prefix of each optimizer's state, by the role it trains.
 OPTIMIZER_PREFIX = {"generator": "g_optimizer.", "discriminator": "d_optimizer."}
-PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 # -- set-up checks ---------------------------------------------------------------------
 def check_setup(setup: TrainSetup) -> int | None:
-    """Refuse, in one line each, a :class:`TrainSetup` no backend can train; returns the
-    number of classes of the class-conditional nets (None when unconditional)."""
-    g, d = setup.generator, setup.discriminator
-    if tuple(g.input_shape) != (setup.latent_dim,):
-        raise ConfigError(
-            f"the generator takes input shape {tuple(g.input_shape)} but latent_dim is {setup.latent_dim}",
-            hint="build the generator with input_shape=(latent_dim,)")
-    if tuple(g.output_shape) != tuple(d.input_shape):
-        raise ConfigError(
-            f"the generator outputs shape {tuple(g.output_shape)} but the discriminator takes "
-            f"{tuple(d.input_shape)}", hint="both must match the data's sample shape")
-    if math.prod(d.output_shape) != 1:
-        raise ConfigError(
-            f"the discriminator must output one logit per sample, got shape {tuple(d.output_shape)}",
-            hint="end it with a dense layer of 1 unit")
-    if setup.n_critic < 1:
-        raise ConfigError(f"n_critic must be at least 1, got {setup.n_critic}")
-    unknown = sorted(set(setup.regularizer_schedules) - set(setup.regularizers))
-    if unknown:
-        raise ConfigError(f"weight schedules given for regularizers the setup does not have: {', '.join(unknown)}",
-                          hint="name each schedule after one of TrainSetup.regularizers")
-    if not 0 <= setup.ema_decay < 1:
-        raise ConfigError(f"ema_decay must be in [0, 1), got {setup.ema_decay}")
-    if setup.world_size < 1 or not 0 <= setup.rank < setup.world_size:
-        raise ConfigError(f"rank {setup.rank} does not fit world_size {setup.world_size}")
-    pack = int(getattr(d, "pack", 1))
-    if setup.batch_size % (setup.world_size * pack):
-        raise ConfigError(f"batch_size {setup.batch_size} does not divide into packs of {pack} on "
-                          f"{setup.world_size} process(es)", hint=f"use a multiple of {setup.world_size * pack}")
-    if setup.batch_size % setup.world_size:
-        raise ConfigError(f"batch_size {setup.batch_size} does not divide among {setup.world_size} processes",
-                          hint=f"use a multiple of {setup.world_size}")
-    if setup.precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {setup.precision!r}", hint="use float32, bfloat16 or float16")
-    try:
-        return conditional_classes(g, d)
-    except ValueError as exc:
-        raise ConfigError(f"generator and discriminator: {exc}") from None
+    """The number of classes of the class-conditional nets (None when unconditional).
+    A :class:`TrainSetup` checked itself when it was made; nothing is checked again here."""
+    return setup.num_classes
 
 
 def check_precision(precision: str, device: str) -> None:
-    """float16 (loss-scaled) needs a CUDA GPU; ``device`` is the neutral device name."""
+    """float16 (loss-scaled) needs a CUDA GPU; ``device`` is the neutral device name the
+    backend resolved (``auto`` may become the cpu). The one place of this rule: the
+    config and the assembly leave it to the trainer."""
     if precision == "float16" and not device.startswith("cuda"):
         raise ConfigError(f"precision float16 needs a CUDA GPU, the trainer runs on {device}",
                           hint="use precision = 'bfloat16' on the cpu, or 'float32'")

@@ -1,8 +1,10 @@
-"""The training driver: a neutral loop around a backend's compiled step.
+"""The training loop: a neutral driver around a backend's compiled step.
 
-``train(config)`` resolves the plugins, refuses a config that cannot fit before any work
-starts, builds the trainer on the configured backend and feeds it ``n_critic`` real
-batches per step (prepared ahead by a background thread). Into the run directory go
+``train(config)`` assembles the experiment (:func:`gankit.assembly.build`: plugins, specs,
+setup, trainer; a config that cannot fit is refused before any work starts) and feeds the
+trainer ``n_critic`` real batches per step (:mod:`gankit.streaming`, prepared ahead by a
+background thread). This module keeps the loop itself: the run directory, logging,
+pictures, the checkpoint cadence, stop signals and the final phase. Into the run directory go
 ``metrics.jsonl``, TensorBoard event files, sample pictures from a fixed latent batch,
 periodic resumable checkpoints (the last ``checkpoint_keep``), and at the end the final
 checkpoint, samples and a loss-curve plot. ``train(resume=RUN_DIR)`` continues an
@@ -18,8 +20,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import queue
 import signal
 import threading
 import time
@@ -27,23 +27,18 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
-from pydantic import ValidationError
 
 from gankit import checkpoint, evaluation, mode_history, plotting
-from gankit.budget import check_resources
+from gankit.assembly import Experiment, build
 from gankit.config import ExperimentConfig, check_output_dir, load_config, read_config_file
-from gankit.data import ArrayDataset, Dataset, epoch_orders
 from gankit.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
-from gankit.init import initial_weights
 from gankit.monitor import TENSORBOARD_DIR, MetricsLog, Progress, TensorBoard, format_metrics, keep_until, step_line
-from gankit.native import not_built_on, switch_hint
-from gankit.nets import NetSpec
-from gankit.plugins import Registry, get_registry
-from gankit.protocol import Backend, ProcessGroup, Trainer, TrainSetup
+from gankit.plugins import Registry
 from gankit.runlock import LOCK_FILE, RunLock
+from gankit.streaming import Prefetcher, step_batches
 
 #: Generated samples in each picture's grid (images) — the scatter plots use num_samples.
 GRID_SAMPLES = 64
@@ -53,22 +48,6 @@ CLASS_ROWS = 10
 SUMMARY_FILE = "summary.json"
 #: The clock of checkpoints by time (a test can make minutes pass).
 _clock = time.monotonic
-
-
-@dataclass
-class Experiment:
-    """A resolved config turned into objects: backend, trainer, dataset, specs."""
-
-    config: ExperimentConfig
-    backend: Backend
-    trainer: Trainer
-    dataset: Dataset
-    generator: NetSpec
-    discriminator: NetSpec
-    group: ProcessGroup = field(default_factory=ProcessGroup)
-    """This process's place in a data-parallel run (a single process by default)."""
-    threads: Threads | None = None
-    """The CPU threads the trainer was given, and why."""
 
 
 @dataclass
@@ -125,215 +104,6 @@ class Run:
         return lines
 
 
-def _build_plugin(registry: Registry, kind: str, choice, **kwargs):
-    record = registry.get(kind, choice.name).record
-    return record.factory(record.params.model_validate(choice.params), **kwargs)
-
-
-def _build_architecture(registry: Registry, choice, dataset: Dataset, **kwargs) -> NetSpec:
-    """An architecture's spec; a class-conditional one also gets the data's class count."""
-    record = registry.get("architecture", choice.name).record
-    if getattr(record, "conditional", False):
-        if getattr(dataset, "num_classes", None) is None:
-            raise ConfigError(f"architecture {choice.name!r} is class-conditional but the data has no labels",
-                              hint="choose a labelled dataset, or an unconditional architecture")
-        kwargs["num_classes"] = dataset.num_classes
-    try:
-        return record.factory(record.params.model_validate(choice.params), **kwargs)
-    except ValueError as exc:  # the architecture refuses these shapes or parameters
-        first = (str(exc).strip().splitlines() or [""])[0]
-        if isinstance(exc, ValidationError) and exc.errors():  # a layer it made refuses its settings
-            e = exc.errors()[0]
-            first = f"its {exc.title} layer: {'.'.join(map(str, e['loc']))}: {e['msg']}"
-        raise ConfigError(f"{kwargs.get('role', 'architecture')} {choice.name!r}: {first}",
-                          hint=f"see `gankit plugins --kind architecture` for {choice.name!r}") from None
-
-
-def check_builds_on(registry: Registry, cfg: ExperimentConfig) -> None:
-    """Refuse, in one line, an architecture that the configured backend cannot build (a
-    native architecture of another backend), before any work starts."""
-    for role in ("generator", "discriminator"):
-        name = getattr(cfg, role).name
-        record = registry.get("architecture", name).record
-        if not record.builds_on(cfg.backend):
-            reason = not_built_on(name, record.backends, cfg.backend, native=record.native is not None)
-            raise ConfigError(f"{role}.name: {reason}", hint=switch_hint(record.backends))
-
-
-def check_fits(cfg: ExperimentConfig, dataset: Dataset, g_spec: NetSpec, d_spec: NetSpec, world_size: int = 1) -> None:
-    """Refuse, with one line each, a config that cannot train (before any work starts)."""
-    t = cfg.training
-    size = len(dataset) if hasattr(dataset, "__len__") else None
-    if size is not None and t.batch_size > size:
-        raise ConfigError(f"training.batch_size {t.batch_size} is larger than the dataset ({size} samples)",
-                          hint="lower training.batch_size")
-    if t.n_critic < 1:
-        raise ConfigError(f"training.n_critic must be at least 1, got {t.n_critic}")
-    if t.batch_size % world_size:
-        raise ConfigError(f"training.batch_size {t.batch_size} does not divide among {world_size} processes",
-                          hint=f"use a multiple of {world_size}: batch_size is the global batch")
-    per_process = t.batch_size // world_size
-    pack = getattr(d_spec, "pack", 1)
-    if per_process % pack:
-        raise ConfigError(f"training.batch_size {t.batch_size} does not divide into the discriminator's packs of "
-                          f"{pack}" + (f" on each of {world_size} processes" if world_size > 1 else ""),
-                          hint=f"use a batch size that is a multiple of {pack * world_size}")
-    if pack > 1 and cfg.sampling.rejection == "drs":
-        raise ConfigError(f"sampling.rejection = 'drs' needs a logit per sample, and the discriminator scores packs of {pack}",
-                          hint="set sampling.rejection = 'none' with a packed discriminator")
-    has_bn = any(layer.kind == "batch_norm" for spec in (g_spec, d_spec) for layer in spec.layers)
-    if has_bn and per_process < 2:
-        raise ConfigError(f"batch norm needs at least 2 samples per batch, each process gets {per_process}",
-                          hint="raise training.batch_size")
-    if t.precision == "float16" and cfg.device == "cpu":
-        raise ConfigError("training.precision float16 needs a GPU (loss scaling on CUDA)",
-                          hint="use bfloat16 on the cpu, or float32")
-    for name, opt in (("generator", cfg.optimizers.generator), ("discriminator", cfg.optimizers.discriminator)):
-        if opt.schedule != "constant" and opt.lr == 0:
-            warnings.warn(f"optimizers.{name}: a {opt.schedule} schedule of a zero learning rate does nothing",
-                          RuntimeWarning, stacklevel=3)
-    if t.ema_decay and t.ema_start >= t.steps:
-        warnings.warn(f"training.ema_start {t.ema_start} is not below training.steps {t.steps}: "
-                      "the EMA generator will only copy the generator", RuntimeWarning, stacklevel=3)
-
-
-# -- CPU threads -----------------------------------------------------------------------
-#: Multiply-adds per training step from which a net counts as large: below it, a second
-#: thread costs more in synchronisation than it saves (ring8's MLPs: 1.3e8; the mnist
-#: DCGAN: 2.6e9), and on a CPU shared with other processes many times more.
-LARGE_STEP_MACS = 1e9
-#: The most threads chosen by default.
-MAX_DEFAULT_THREADS = 8
-
-
-@dataclass(frozen=True)
-class Threads:
-    """The framework's CPU threads for a run: how many and why (shown in the start banner)."""
-
-    count: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.count} thread{'s' if self.count != 1 else ''} ({self.reason})"
-
-
-def usable_cpus() -> int:
-    """CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (a container)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
-
-
-def _layer_macs(spec) -> float | None:
-    """Multiply-adds of one forward pass for one sample: each layer's parameters times the
-    positions they apply at (a conv's output pixels, a transposed conv's input pixels).
-    None for a natively built net (no layers to count)."""
-    if not isinstance(spec, NetSpec):
-        return None
-
-    def positions(shape) -> int:
-        return int(shape[-1] * shape[-2]) if len(shape) == 3 else 1
-
-    total = 0.0
-    for _, layer, shape in spec.walk():
-        if any(True for _ in layer.sublayers(shape)):
-            continue  # counted through its sublayers
-        weights = sum(math.prod(s) for s in layer.parameters(shape).values())
-        total += weights * min(positions(shape), positions(tuple(layer.output_shape(shape))))
-    return total
-
-
-def step_macs(cfg: ExperimentConfig, g_spec, d_spec) -> float | None:
-    """Multiply-adds of one training step (forward and backward, ~3 passes), or None."""
-    g, d = _layer_macs(g_spec), _layer_macs(d_spec)
-    if g is None or d is None:
-        return None
-    t = cfg.training
-    return 3.0 * t.batch_size * (t.n_critic * (g + 2 * d) + g + d)
-
-
-def choose_threads(cfg: ExperimentConfig, g_spec, d_spec, cpus: int | None = None) -> Threads:
-    """``training.threads`` when set; otherwise a default that is safe on a shared machine:
-    1 for small nets or on 2 CPUs or fewer, else half the usable CPUs (at most 8). On a busy
-    2-core machine the framework's default (a thread per core) ran 10-27x slower than 1."""
-    if cfg.training.threads is not None:
-        return Threads(cfg.training.threads, "training.threads")
-    cpus = usable_cpus() if cpus is None else cpus
-    if cpus <= 2:
-        return Threads(1, f"auto: {cpus} usable CPU{'s' if cpus != 1 else ''}")
-    macs = step_macs(cfg, g_spec, d_spec)
-    if macs is not None and macs < LARGE_STEP_MACS:
-        return Threads(1, f"auto: small nets, {macs:.2g} multiply-adds per step")
-    size = "native nets" if macs is None else f"{macs:.2g} multiply-adds per step"
-    return Threads(min(MAX_DEFAULT_THREADS, cpus // 2), f"auto: {size}, {cpus} usable CPUs")
-
-
-def _augment(cfg: ExperimentConfig, sample_shape: tuple[int, ...]):
-    """The configured DiffAugment (None when off); images only, refused in one line otherwise."""
-    augment = cfg.augment.build()
-    if augment is not None:
-        try:
-            augment.check_shape(sample_shape)
-        except ValueError as exc:
-            raise ConfigError(f"augment.policy: {exc}", hint="set augment.policy = [] for non-image data") from None
-    return augment
-
-
-def _group(backend: Backend, cfg: ExperimentConfig) -> ProcessGroup:
-    join = getattr(backend, "distributed", None)
-    if join is None:
-        if cfg.training.distributed == "mirrored":
-            raise ConfigError(f"the {cfg.backend} backend has no data-parallel training")
-        return ProcessGroup()
-    return join(cfg.training.distributed, cfg.device)
-
-
-def build(config: ExperimentConfig, registry: Registry | None = None, *, distributed: bool = False) -> Experiment:
-    """Instantiate everything a resolved config names. With ``distributed``, join the
-    launcher's process group first (what :func:`train` does)."""
-    reg = registry or get_registry()
-    cfg = config
-    check_builds_on(reg, cfg)
-    dataset = _build_plugin(reg, "dataset", cfg.data, seed=cfg.seed)
-    sample_shape = tuple(dataset.sample_shape)
-    g_spec = _build_architecture(reg, cfg.generator, dataset, role="generator",
-                                 input_shape=(cfg.latent.dim,), output_shape=sample_shape)
-    d_spec = _build_architecture(reg, cfg.discriminator, dataset, role="discriminator",
-                                 input_shape=sample_shape, output_shape=(1,))
-    if tuple(g_spec.output_shape) != sample_shape:
-        raise ConfigError(f"generator {cfg.generator.name!r} outputs shape {g_spec.output_shape}, the data has {sample_shape}")
-    loss = _build_plugin(reg, "loss", cfg.loss)
-    regularizers = {r.name: _build_plugin(reg, "regularizer", r) for r in cfg.regularizers}
-    backend = reg.backend(cfg.backend)
-    group = _group(backend, cfg) if distributed else ProcessGroup()
-    check_fits(cfg, dataset, g_spec, d_spec, group.world_size)
-    check_resources(cfg, dataset, g_spec, d_spec, group.world_size)  # threads and memory, before any weights
-    t = cfg.training
-    threads = choose_threads(cfg, g_spec, d_spec)
-    setup = TrainSetup(
-        generator=g_spec, discriminator=d_spec, loss=loss, regularizers=regularizers,
-        g_optimizer=cfg.optimizers.generator.settings(), d_optimizer=cfg.optimizers.discriminator.settings(),
-        latent_dim=cfg.latent.dim, latent_distribution=cfg.latent.distribution,
-        batch_size=t.batch_size, n_critic=t.n_critic, seed=cfg.seed,
-        device=group.device or cfg.device, compile=t.compile,
-        initial_weights=initial_weights(g_spec, d_spec, t.init, cfg.seed),
-        total_steps=t.steps, ema_decay=t.ema_decay, ema_start=t.ema_start, precision=t.precision,
-        world_size=group.world_size, rank=group.rank, threads=threads.count,
-        regularizer_schedules={r.name: r.weight_schedule() for r in cfg.regularizers if r.schedule != "constant"},
-        augment=_augment(cfg, sample_shape),
-    )
-    trainer = backend.build_trainer(setup)
-    return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group, threads)
-
-
 def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True, check: bool = True) -> Path:
     check_output_dir(cfg.output)  # a file, or a folder this user cannot write: one line, before any work
     parent = Path(cfg.output.dir)
@@ -356,90 +126,6 @@ def _run_directory(cfg: ExperimentConfig, backend: str, create: bool = True, che
             raise ConfigError(f"run directory {str(path)!r} cannot be created ({exc.strerror or exc})",
                               hint="set output.dir to a folder you can write") from None
     return path
-
-
-# -- data ----------------------------------------------------------------------------
-def batch_stream(dataset: Dataset, batch_size: int, seed: int, skip: int = 0,
-                 labels: bool = False) -> Iterator[np.ndarray]:
-    """The dataset's batches from position ``skip`` on, as an uninterrupted run would see
-    them. An :class:`ArrayDataset` skips by index (no copies); other datasets draw and
-    drop ``skip`` batches. With ``labels``, ``(x, y)`` pairs (class-conditional GANs)."""
-    if type(dataset).batches is ArrayDataset.batches and (not labels or dataset.labels is not None):
-        orders = epoch_orders(len(dataset), batch_size, seed)
-        for _ in range(skip):
-            next(orders)
-        if labels:
-            return ((dataset.array[idx], dataset.labels[idx]) for idx in orders)
-        return (dataset.array[idx] for idx in orders)
-    stream = dataset.labelled_batches(batch_size, seed) if labels else dataset.batches(batch_size, seed)
-    for _ in range(skip):
-        next(stream)
-    return stream
-
-
-def step_batches(dataset: Dataset, batch_size: int, n_critic: int, seed: int, *, start_step: int = 0,
-                 rank: int = 0, world_size: int = 1, labels: bool = False) -> Iterator[np.ndarray]:
-    """What each step trains on: ``(n_critic, batch_size // world_size, *sample_shape)``,
-    this process's rows of the next ``n_critic`` global batches, from step ``start_step`` on.
-    With ``labels``: ``(batches, labels)``, labels of shape ``(n_critic, batch_size // world_size)``."""
-    stream = batch_stream(dataset, batch_size, seed, skip=start_step * n_critic, labels=labels)
-    share = batch_size // world_size
-    lo, hi = rank * share, (rank + 1) * share
-    while True:
-        if labels:
-            pairs = [next(stream) for _ in range(n_critic)]
-            yield np.stack([x[lo:hi] for x, _ in pairs]), np.stack([y[lo:hi] for _, y in pairs])
-        else:
-            yield np.stack([next(stream)[lo:hi] for _ in range(n_critic)])
-
-
-class Prefetcher:
-    """Runs an iterator in a background thread, ``depth`` items ahead (0: inline)."""
-
-    _END = object()
-
-    def __init__(self, source: Iterator, depth: int):
-        self.source, self.depth = source, depth
-        self.error: BaseException | None = None
-        if depth <= 0:
-            return
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._fill, name="gankit-prefetch", daemon=True)
-        self.thread.start()
-
-    def _fill(self) -> None:
-        try:
-            for item in self.source:
-                while not self.stop.is_set():
-                    try:
-                        self.queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self.stop.is_set():
-                    return
-        except BaseException as exc:  # surfaced in the training thread
-            self.error = exc
-        self.queue.put(self._END)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self.depth <= 0:
-            return next(self.source)
-        item = self.queue.get()
-        if item is self._END:
-            if self.error is not None:
-                raise self.error
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        if self.depth > 0:
-            self.stop.set()
-            self.thread.join(timeout=5)
 
 
 # -- pictures, checkpoints -----------------------------------------------------------
@@ -553,8 +239,10 @@ def check_same_specs(manifest, exp: Experiment, where: str) -> None:
                                   hint="resume with the run's own architecture settings and plugin versions")
 
 
-def restore(exp: Experiment, manifest_path: Path) -> int:
-    """Load a resumable checkpoint into ``exp``'s trainer; returns its step."""
+def resume_from(exp: Experiment, manifest_path: Path) -> int:
+    """Load a resumable checkpoint into ``exp``'s trainer to continue training: weights,
+    optimizer and random state, step count; returns its step. (Loading a checkpoint for
+    inference is :func:`gankit.restore.load_checkpoint`.)"""
     manifest, weights = checkpoint.load(manifest_path)
     opt_state, rng_state = checkpoint.load_state(manifest_path, manifest)
     if manifest.state.rng_backend != exp.backend.name:
@@ -608,9 +296,9 @@ class _StopSignals:
 
     def _handle(self, signum, frame) -> None:
         self.received = signum
-        self._restore()
+        self._reinstate_handlers()
 
-    def _restore(self) -> None:
+    def _reinstate_handlers(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self.previous = {}
@@ -623,7 +311,7 @@ class _StopSignals:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._restore()
+        self._reinstate_handlers()
 
 
 def _finished(directory: Path, steps: int) -> bool:
@@ -726,7 +414,7 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
     if resuming and manifest_path is None:
         raise CheckpointError(f"run directory {str(directory)!r} holds no checkpoint to resume from",
                               hint="start it again")
-    start_step = restore(exp, manifest_path) if manifest_path is not None else 0
+    start_step = resume_from(exp, manifest_path) if manifest_path is not None else 0
     completing = start_step == t.steps and not _finished(directory, t.steps)
     if start_step >= t.steps and not completing:
         raise ConfigError(f"the run already reached step {start_step} of training.steps = {t.steps}",

@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from gankit.errors import CheckpointError  # noqa: E402
-from gankit.init import net_weights  # noqa: E402
+from gankit.initializers import net_weights  # noqa: E402
 from gankit.nets import NetSpec  # noqa: E402
 
 SUPPORTED_LAYERS = (

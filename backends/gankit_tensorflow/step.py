@@ -38,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 from gankit.errors import CheckpointError, ConfigError, DataError  # noqa: E402
 from gankit.nets import class_labels, conditional_classes, pack_samples  # noqa: E402
-from gankit.init import initial_weights  # noqa: E402
+from gankit.initializers import initial_weights  # noqa: E402
 from gankit.protocol import StepResult, TrainSetup  # noqa: E402
 
 from gankit_tensorflow import distributed as tf_distributed  # noqa: E402

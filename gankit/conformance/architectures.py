@@ -23,7 +23,7 @@ from gankit import checkpoint, native
 from gankit.conformance.core import check, fail, require
 from gankit.conformance.numerics import fmt
 from gankit.conformance.training import BATCH, build
-from gankit.init import initial_weights
+from gankit.initializers import initial_weights
 
 #: Data shapes tried in order when the record does not name one: toy points first,
 #: then small images (channels first).

@@ -13,7 +13,7 @@ import numpy as np
 
 from gankit.conformance.core import check, fail, require
 from gankit.conformance.numerics import fmt
-from gankit.init import initial_weights
+from gankit.initializers import initial_weights
 from gankit.nets import Activation, BatchNorm, Dense, NetSpec
 from gankit.ops import NumpyOps
 from gankit.protocol import Loss, LossMeta, OptimizerSettings, Regularizer, RegularizerMeta, StepResult, TrainSetup

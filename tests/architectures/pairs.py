@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
 
-from gankit.init import net_weights  # noqa: E402
+from gankit.initializers import net_weights  # noqa: E402
 from gankit_tensorflow import nn as tf_nn  # noqa: E402
 from gankit_torch import nn as torch_nn  # noqa: E402
 

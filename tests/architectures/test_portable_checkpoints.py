@@ -14,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 import gankit  # noqa: E402
 from gankit import checkpoint  # noqa: E402
 from gankit.cli import main  # noqa: E402
-from gankit.init import initial_weights  # noqa: E402
+from gankit.initializers import initial_weights  # noqa: E402
 from gankit.protocol import OptimizerSettings, TrainSetup  # noqa: E402
 from gankit.restore import latents  # noqa: E402
 

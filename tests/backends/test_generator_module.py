@@ -8,7 +8,7 @@ import pytest
 import gankit
 from gankit.conformance.training import DISCRIMINATOR, GENERATOR, StepLoss, real_data
 from gankit.errors import PluginError
-from gankit.init import initial_weights
+from gankit.initializers import initial_weights
 from gankit.protocol import OptimizerSettings, TrainSetup
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp  # noqa: E402
 import gankit  # noqa: E402
 from gankit.conformance.training import DISCRIMINATOR, GENERATOR, StepLoss, StepPenalty, real_data  # noqa: E402
 from gankit.errors import ConfigError  # noqa: E402
-from gankit.init import initial_weights  # noqa: E402
+from gankit.initializers import initial_weights  # noqa: E402
 from gankit.protocol import OptimizerSettings, TrainSetup, WeightSchedule  # noqa: E402
 from gankit_jax import distributed, optim  # noqa: E402
 from gankit_jax.backend import JaxBackend  # noqa: E402

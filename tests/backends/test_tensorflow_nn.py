@@ -13,7 +13,7 @@ tf = pytest.importorskip("tensorflow")
 
 import gankit  # noqa: E402
 from gankit import Activation, BatchNorm, CheckpointError, Dense, Flatten, LayerNorm, NetSpec, Reshape  # noqa: E402
-from gankit.init import net_weights  # noqa: E402
+from gankit.initializers import net_weights  # noqa: E402
 from gankit_tensorflow.device import device_name, resolve_device  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, export_weights, load_weights  # noqa: E402
 

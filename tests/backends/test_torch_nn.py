@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 import gankit  # noqa: E402
 from gankit import Activation, BatchNorm, CheckpointError, Dense, Flatten, LayerNorm, NetSpec, Reshape  # noqa: E402
-from gankit.init import net_weights  # noqa: E402
+from gankit.initializers import net_weights  # noqa: E402
 from gankit_torch.nn import build_net, export_weights, load_weights  # noqa: E402
 
 SPEC = NetSpec(

@@ -362,7 +362,7 @@ def run_jax(arch: str, steps: int, warmup: int, compiled: bool, device: str, own
     images = mnist()
     if own_nets:  # the loop around gankit's own jax nets and optimizer: the engine's overhead alone
         from gankit import OptimizerSettings
-        from gankit.init import initial_weights
+        from gankit.initializers import initial_weights
         from gankit_jax.nn import build_net, load_weights
         from gankit_jax.optim import Optimizer
 

@@ -7,7 +7,7 @@ import pytest
 
 from gankit import checkpoint
 from gankit.errors import CheckpointError
-from gankit.init import initial_weights
+from gankit.initializers import initial_weights
 from gankit.nets import Activation, BatchNorm, Dense, NetSpec
 
 G = NetSpec(input_shape=(2,), layers=[Dense(units=4), BatchNorm(), Activation(fn="relu"), Dense(units=2)])

@@ -249,7 +249,7 @@ def test_an_architecture_whose_layer_refuses_its_settings():
     import gankit
     from gankit.config import PluginChoice
     from gankit.errors import ConfigError
-    from gankit.training import _build_architecture
+    from gankit.assembly import build_architecture
 
     def factory(params, **kwargs):
         return gankit.NetSpec(input_shape=(2,), layers=[gankit.Dense(units=0)])
@@ -257,7 +257,7 @@ def test_an_architecture_whose_layer_refuses_its_settings():
     record = SimpleNamespace(params=gankit.NoParams, factory=factory, conditional=False)
     registry = SimpleNamespace(get=lambda kind, name: SimpleNamespace(record=record))
     with pytest.raises(ConfigError) as err:
-        _build_architecture(registry, PluginChoice(name="broken"), SimpleNamespace(num_classes=None), role="generator")
+        build_architecture(registry, PluginChoice(name="broken"), SimpleNamespace(num_classes=None), role="generator")
     assert "generator 'broken': its Dense layer: units: Input should be greater than 0" in err.value.one_line()
 
 

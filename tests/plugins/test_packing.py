@@ -110,12 +110,12 @@ def test_batches_that_do_not_divide_are_refused_before_any_update(backend):
     assert trainer.step_count == step
     for k, v in trainer.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
-    with pytest.raises(ConfigError, match="does not divide into packs of 4"):
+    with pytest.raises(ConfigError, match="batch_size 10 does not divide into the discriminator's packs of 4"):
         _trainer(backend, pack=4, batch=10)
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["training.batch_size=30"], "training.batch_size 30 does not divide into the discriminator's packs of 4"),
+    (["training.batch_size=30"], "batch_size 30 does not divide into the discriminator's packs of 4"),
     (["sampling.rejection=drs"], "sampling.rejection = 'drs' needs a logit per sample"),
     (["generator.params.pack=4"], "generator 'mlp': pack = 4 applies to the discriminator"),
 ])

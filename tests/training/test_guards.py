@@ -1,5 +1,7 @@
 """Guard rails: divergence stops the run naming step and network; impossible configs are refused up front."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -86,9 +88,8 @@ def test_impossible_configs_are_refused_before_any_work(tmp_path, override, mess
 
 
 def test_batch_must_divide_among_processes():
-    from gankit.training import check_fits
-
     cfg = gankit.load_config(preset="ring8", overrides=["training.batch_size=10"])
     exp = training.build(cfg)
-    with pytest.raises(gankit.ConfigError, match="does not divide among 3 processes"):
-        check_fits(cfg, exp.dataset, exp.generator, exp.discriminator, world_size=3)
+    with pytest.raises(gankit.ConfigError, match="batch_size 10 does not divide among 3 processes") as err:
+        dataclasses.replace(exp.trainer.setup, world_size=3, rank=2)
+    assert "\n" not in err.value.one_line() and "multiple of 3" in err.value.hint

@@ -64,7 +64,7 @@ def test_progress_bar_shows_step_losses_rate():
 
 
 def test_prefetcher_yields_in_order_and_surfaces_errors():
-    from gankit.training import Prefetcher
+    from gankit.streaming import Prefetcher
 
     assert list(Prefetcher(iter(range(50)), 3)) == list(range(50))
 

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 import gankit
-from gankit import training
-from gankit.training import Threads, choose_threads
+from gankit import threads
+from gankit.assembly import build_architecture, build_plugin
+from gankit.threads import Threads, choose_threads
 
 from training_helpers import tiny
 
@@ -19,12 +20,12 @@ from training_helpers import tiny
 def _specs(preset, *overrides):
     cfg = gankit.load_config(preset=preset, overrides=list(overrides))
     reg = gankit.get_registry()
-    data = training._build_plugin(reg, "dataset", cfg.data, seed=0)
+    data = build_plugin(reg, "dataset", cfg.data, seed=0)
     shape = tuple(data.sample_shape)
-    g = training._build_architecture(reg, cfg.generator, data, role="generator", input_shape=(cfg.latent.dim,),
-                                     output_shape=shape)
-    d = training._build_architecture(reg, cfg.discriminator, data, role="discriminator", input_shape=shape,
-                                     output_shape=(1,))
+    g = build_architecture(reg, cfg.generator, data, role="generator", input_shape=(cfg.latent.dim,),
+                           output_shape=shape)
+    d = build_architecture(reg, cfg.discriminator, data, role="discriminator", input_shape=shape,
+                           output_shape=(1,))
     return cfg, g, d
 
 
@@ -45,13 +46,13 @@ def test_the_configured_threads_win():
 
 
 def test_step_size_estimate_grows_with_the_nets():
-    small, big = (training.step_macs(*_specs("ring8", f"generator.params.hidden=[{w}, {w}]")) for w in (16, 256))
-    assert 0 < small < big < training.LARGE_STEP_MACS
-    assert training.step_macs(*_specs("mnist")) > training.LARGE_STEP_MACS
+    small, big = (threads.step_macs(*_specs("ring8", f"generator.params.hidden=[{w}, {w}]")) for w in (16, 256))
+    assert 0 < small < big < threads.LARGE_STEP_MACS
+    assert threads.step_macs(*_specs("mnist")) > threads.LARGE_STEP_MACS
 
 
 def test_usable_cpus_is_positive_and_within_the_machine():
-    assert 1 <= training.usable_cpus() <= (os.cpu_count() or 1)
+    assert 1 <= threads.usable_cpus() <= (os.cpu_count() or 1)
 
 
 def test_lines_of_a_run_without_a_terminal(tmp_path):
