@@ -81,7 +81,7 @@ def memory_limit() -> int | None:
 def _shapes_elements(spec) -> int:
     """Elements of every layer output (nested ones included) of one sample's forward pass."""
     walk = list(spec.walk())
-    if not walk:  # a natively built net: its input and output only
+    if not walk:  # a native net (a plugin's own model): its input and output only
         return sum(math.prod(s) for s in spec.shapes())
     return sum(math.prod(shape) for _, _, shape in walk) + math.prod(spec.shapes()[-1])
 

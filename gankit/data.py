@@ -6,7 +6,7 @@ A :class:`Dataset` yields float32 numpy batches of shape ``(batch, *sample_shape
 :class:`StreamingDataset` reads its items batch by batch (files larger than memory).
 
 Layout: images are channel-first, ``(C, H, W)`` per sample, values in [-1, 1]; the
-backends convert to their native layout (NHWC on TensorFlow) internally.
+backends convert to their framework's preferred layout (NHWC on TensorFlow) internally.
 
 Labels (optional, for conditional GANs and class-aware metrics): a labelled dataset has
 ``num_classes`` set and ``labelled_batches`` yields ``(x, y)`` with ``y`` int64 class ids.

@@ -1,11 +1,11 @@
-"""The neutral network spec: an architecture described once, built natively by each backend.
+"""The neutral network spec: an architecture described once, built by each backend in its framework.
 
 A :class:`NetSpec` is an input shape plus a sequence of layers from a fixed vocabulary.
 Each layer names its parameters canonically (``"<index>.<param>"``, e.g. ``"0.weight"``;
 inside a residual block ``"<index>.body.<j>.<param>"``) and fixes their layouts, so
 weights move between backends unchanged. Shapes exclude the batch axis; images are
-channel-first, ``(C, H, W)``. A backend with another native layout (TensorFlow: NHWC)
-converts inside itself: the spec and the checkpoint only ever see these layouts.
+channel-first, ``(C, H, W)``. A backend whose framework prefers another layout (TensorFlow:
+NHWC) converts inside itself: the spec and the checkpoint only ever see these layouts.
 
 ==================  ==============================================  =========================
 layer               parameters (layout)                              buffers

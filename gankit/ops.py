@@ -1,13 +1,13 @@
 """``Ops``: the small array vocabulary every backend provides.
 
-Losses and regularizers are written once against this vocabulary and run natively on
-every backend. :class:`NumpyOps` is the forward-only reference implementation the
+Losses and regularizers are written once against this vocabulary and run on every
+backend, on its framework's arrays. :class:`NumpyOps` is the forward-only reference implementation the
 conformance suite evaluates formulas with.
 
 Conventions shared by every implementation:
 
-* Arrays are the backend's native tensors (``numpy.ndarray``, ``torch.Tensor``,
-  ``tf.Tensor``). Reductions without ``axis`` reduce everything to a scalar.
+* Arrays are the backend's own arrays (``numpy.ndarray``, ``torch.Tensor``,
+  ``tf.Tensor``, ``jax.Array``). Reductions without ``axis`` reduce everything to a scalar.
 * ``batch_sum_squares(x)`` sums over every axis but the first (the batch axis).
 * Random draws use the backend's seeded generator, so a seeded run repeats exactly.
 * ``input_grad(fn, x)`` is the gradient of ``sum(fn(x))`` with respect to ``x``,
@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 Array = Any
-"""A backend's native array type."""
+"""A backend's own array type (its framework's tensor)."""
 
 
 class Ops:
@@ -34,11 +34,11 @@ class Ops:
 
     # -- conversion -------------------------------------------------------------
     def asarray(self, x: Any, dtype: str | None = None) -> Array:
-        """Convert a numpy array or Python scalar to a native array (float32 by default)."""
+        """Convert a numpy array or Python scalar to the backend's array (float32 by default)."""
         raise NotImplementedError
 
     def to_numpy(self, x: Array) -> np.ndarray:
-        """Convert a native array to numpy (detached from any graph)."""
+        """Convert the backend's array to numpy (detached from any graph)."""
         raise NotImplementedError
 
     # -- elementwise ------------------------------------------------------------
