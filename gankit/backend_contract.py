@@ -165,6 +165,13 @@ class TrainerPrimitives:
     def on_step_count(self, value: int) -> None:
         """``step_count`` was set (resuming); update a step index kept on the device."""
 
+    @optional
+    def sync_buffers(self) -> None:
+        """Make the replicas' buffers (batch-norm statistics, spectral-norm vectors) agree,
+        once per step after the generator update and before :meth:`update_ema` (called by
+        the default :meth:`fused_step`). Optional: a backend training in one process, or
+        whose data-parallel machinery syncs them itself, needs nothing here."""
+
     # evaluation --------------------------------------------------------------------------
     def forward(self, net: str, x: Any, labels: Any) -> np.ndarray:
         """``net`` in eval mode on ``x`` (latents for a generator, samples for the
@@ -205,8 +212,10 @@ class TrainerPrimitives:
     def native_weights(self, spec: Any, seed: int) -> dict[str, np.ndarray]:
         """Build a plugin's native model (:class:`gankit.NativeNet`) on this framework
         with its own initialisation drawn from ``seed`` and return its weights by their
-        names (see :func:`gankit.trainer.with_native_weights`). Optional: a backend
-        without it builds specs only and refuses native nets in one line."""
+        names (see :func:`gankit.trainer.with_native_weights`, which
+        :class:`~gankit.trainer.BaseTrainer` calls with it before :meth:`init_device`
+        for the native nets the setup has no weights for). Optional: a backend without
+        it builds specs only and refuses native nets in one line."""
 
 
 def members(cls: type) -> dict[str, bool]:

@@ -197,6 +197,8 @@ class BaseTrainer(TrainerPrimitives):
             raise PluginError(f"the {self.backend} trainer {type(self).__name__} does not implement the primitives "
                               f"{', '.join(lacking)} of gankit.backend_contract.TrainerPrimitives")
         self.num_classes = check_setup(setup)
+        if type(self).native_weights is not TrainerPrimitives.native_weights:  # the optional primitive
+            setup = with_native_weights(setup, self.native_weights)
         self.setup = setup
         self.specs = {"generator": setup.generator, "discriminator": setup.discriminator}
         self.n_critic = int(setup.n_critic)
@@ -230,6 +232,7 @@ class BaseTrainer(TrainerPrimitives):
         for i in range(self.n_critic):
             d = self.d_update(batches[i], ys[i], hyper)
         g_loss = self.g_update(int(np.shape(batches)[1]), batches[-1], ys[-1], hyper)
+        self.sync_buffers()
         if self.has_ema:
             self.update_ema(hyper.ema_decay)
         return self.to_floats([d.loss, g_loss, d.real_logit, d.fake_logit, *d.penalties.values()])
@@ -241,6 +244,11 @@ class BaseTrainer(TrainerPrimitives):
     def on_step_count(self, value: int) -> None:
         """Called when ``step_count`` is set (resuming); a backend that keeps its own
         step index on the device updates it here."""
+
+    def sync_buffers(self) -> None:
+        """Called by :meth:`fused_step` after the generator update, before the EMA: a
+        data-parallel backend makes its replicas' buffers agree here (torch broadcasts
+        rank 0's); nothing by default."""
 
     # -- steps ---------------------------------------------------------------------------
     @property

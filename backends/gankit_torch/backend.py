@@ -24,9 +24,7 @@ class TorchBackend:
         return TorchOps(device="cpu", seed=seed, dtype=dtype)
 
     def build_trainer(self, setup: TrainSetup) -> TorchTrainer:
-        from gankit_torch.native import with_native_weights
-
-        return TorchTrainer(with_native_weights(setup))
+        return TorchTrainer(setup)
 
     def export_onnx(self, trainer: TorchTrainer, path, opset: int = 17) -> list[str]:
         """Write the trainer's generator as ONNX (torch.onnx.export); returns the input names."""

@@ -11,14 +11,11 @@ trainer, the optimizer state and checkpoints treat it as any other net.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from torch import nn
 
-from gankit import ConfigError, TrainSetup, initial_weights
-from gankit.native import is_native
+from gankit import ConfigError
 
 from gankit_torch.nn import export_weights
 
@@ -96,22 +93,11 @@ def build_native(spec) -> NativeModule:
     return net
 
 
-def with_native_weights(setup: TrainSetup) -> TrainSetup:
-    """``setup`` with initial weights for its native nets, when it has none for them: the
-    plugin module's own initialisation, drawn from torch's generator seeded with the
-    setup's seed (torch's global generator is left as it was)."""
-    roles = {"generator": setup.generator, "discriminator": setup.discriminator}
-    native = {role: spec for role, spec in roles.items() if is_native(spec)}
-    if not native:
-        return setup
-    weights = dict(setup.initial_weights or initial_weights(setup.generator, setup.discriminator, "default",
-                                                            setup.seed))
-    for i, (role, spec) in enumerate(native.items()):
-        if any(k.startswith(f"{role}.") for k in weights):
-            continue  # given (a checkpoint's weights)
-        seed = int(np.random.SeedSequence([setup.seed, 0x4E41, i]).generate_state(1)[0])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = build_native(spec)
-        weights.update({f"{role}.{k}": v for k, v in export_weights(net, spec).items()})
-    return dataclasses.replace(setup, initial_weights=weights)
+def native_weights(spec, seed: int) -> dict[str, np.ndarray]:
+    """The plugin module's own initialisation of ``spec``, drawn from torch's generator
+    seeded with ``seed`` (torch's global generator is left as it was), in canonical names:
+    the primitive :func:`gankit.trainer.with_native_weights` calls."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_native(spec)
+    return export_weights(net, spec)

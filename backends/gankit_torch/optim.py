@@ -7,7 +7,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import torch
 
-from gankit import CheckpointError, ConfigError, OptimizerSettings
+from gankit import ConfigError, OptimizerSettings
+from gankit.trainer import optimizer_slots
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], settings: OptimizerSettings) -> torch.optim.Optimizer:
@@ -36,13 +37,29 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], settings: OptimizerSet
     raise ConfigError(f"unknown optimizer {s.name!r}", hint="use adam, adamw, rmsprop or sgd")
 
 
-def slot_names(settings: OptimizerSettings) -> tuple[str, ...]:
-    """The per-parameter state torch keeps for ``settings`` (torch's own names)."""
-    if settings.name in ("adam", "adamw"):
-        return ("exp_avg", "exp_avg_sq")
-    if settings.name == "rmsprop":
-        return ("square_avg", "momentum_buffer") if settings.momentum else ("square_avg",)
-    return ("momentum_buffer",) if settings.momentum else ()
+def backward_and_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.nn.Parameter],
+                      settings: OptimizerSettings, scaler: torch.amp.GradScaler | None = None,
+                      **backward_kwargs) -> None:
+    """One network's update: ``loss.backward`` (which averages the gradients over the
+    ranks under DDP), ``clip_grad_norm``, the optimizer's step, then WGAN weight clipping
+    of every parameter (not buffer) into ``[-clip_weights, clip_weights]``. With float16's
+    ``scaler`` the loss is scaled and the gradients unscaled before clipping."""
+    (scaler.scale(loss) if scaler else loss).backward(**backward_kwargs)
+    clip = settings.clip_grad_norm
+    if scaler:
+        if clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+    if settings.clip_weights:
+        with torch.no_grad():
+            torch._foreach_clamp_min_(params, -settings.clip_weights)
+            torch._foreach_clamp_max_(params, settings.clip_weights)
 
 
 def export_optimizer_state(optimizer: torch.optim.Optimizer, settings: OptimizerSettings,
@@ -53,7 +70,7 @@ def export_optimizer_state(optimizer: torch.optim.Optimizer, settings: Optimizer
     out = {"step": np.asarray(step, dtype=np.int64)}
     for name, p in params.items():
         state = optimizer.state.get(p, {})
-        for slot in slot_names(settings):
+        for slot in optimizer_slots(settings):
             t = state.get(slot)
             t = torch.zeros_like(p) if t is None else t.detach()
             if name in transposed:
@@ -62,27 +79,11 @@ def export_optimizer_state(optimizer: torch.optim.Optimizer, settings: Optimizer
     return out
 
 
-def check_optimizer_state(settings: OptimizerSettings, params: Mapping[str, torch.nn.Parameter],
-                          transposed: set[str], state: Mapping[str, np.ndarray], label: str = "") -> None:
-    """Raise :class:`gankit.CheckpointError` unless ``state`` has every slot, well shaped."""
-    wanted = {"step": ()} | {
-        f"{n}.{s}": tuple(reversed(p.shape)) if n in transposed else tuple(p.shape)
-        for n, p in params.items() for s in slot_names(settings)
-    }
-    for key, shape in wanted.items():
-        if key not in state:
-            raise CheckpointError(f"optimizer state is missing {label}{key}",
-                                  hint=f"it was saved with a different optimizer than {settings.name}")
-        if tuple(np.shape(state[key])) != shape:
-            raise CheckpointError(f"optimizer state {label}{key} has shape {tuple(np.shape(state[key]))} "
-                                  f"but the model expects {shape}")
-
-
 def load_optimizer_state(optimizer: torch.optim.Optimizer, settings: OptimizerSettings,
                          params: Mapping[str, torch.nn.Parameter], transposed: set[str],
-                         state: Mapping[str, np.ndarray], label: str = "") -> int:
-    """Load what :func:`export_optimizer_state` wrote (checked first); returns the step count."""
-    check_optimizer_state(settings, params, transposed, state, label)
+                         state: Mapping[str, np.ndarray]) -> int:
+    """Load what :func:`export_optimizer_state` wrote (names and shapes checked by
+    :func:`gankit.trainer.check_optimizer_state`); returns the step count."""
     step = int(np.asarray(state["step"]))
     optimizer.state.clear()
     if step == 0:
@@ -93,7 +94,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, settings: OptimizerSe
             # cpu, or on the parameter's device for fused and capturable optimizers
             on_device = optimizer.defaults.get("fused") or optimizer.defaults.get("capturable")
             entry["step"] = torch.tensor(float(step), dtype=torch.float32, device=p.device if on_device else "cpu")
-        for slot in slot_names(settings):
+        for slot in optimizer_slots(settings):
             t = torch.as_tensor(np.asarray(state[f"{name}.{slot}"]), dtype=p.dtype)
             entry[slot] = (t.t() if name in transposed else t).to(p.device).contiguous()
         optimizer.state[p] = entry

@@ -41,9 +41,9 @@ KNOWN_DIFFERENCES = {
     # optim
     ("optim", "build_optimizer"): "torch and jax build_optimizer(params, settings); TensorFlow make_optimizer",
     ("optim", "make_optimizer"): "TensorFlow's name and argument order (settings, variables)",
-    ("optim", "slot_names"): "torch only; the neutral gankit.trainer.optimizer_slots is the same table",
     ("optim", "export_optimizer_state"): "torch only; TensorFlow's and jax's optimizers have methods",
-    ("optim", "check_optimizer_state"): "torch only; TensorFlow checks in a method, jax in gankit.trainer",
+    ("optim", "backward_and_step"): "torch only: backward, GradScaler, clipping, step; TensorFlow's and jax's "
+                                    "optimizers have methods",
     ("optim", "load_optimizer_state"): "torch only; TensorFlow's and jax's optimizers have methods",
     # distributed: each framework's own data-parallel machinery
     ("distributed", "launcher_world_size"): "torch and jax read WORLD_SIZE; TensorFlow reads TF_CONFIG (workers)",
