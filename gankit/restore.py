@@ -1,4 +1,4 @@
-"""Rebuild a GAN from a checkpoint on any backend, and sample from it.
+"""Load a checkpoint for inference: rebuild its GAN on any backend, and sample from it.
 
 A checkpoint holds the neutral specs and canonical weights, so a generator trained on
 one backend loads into any other::
@@ -9,6 +9,8 @@ one backend loads into any other::
 Loading parses JSON and safetensors only (:func:`gankit.checkpoint.load`); the
 networks are rebuilt from the spec's layer vocabulary, never from code in the file (a
 native architecture's by the installed plugin's builder, on its own backend only).
+Only the weights are loaded: continuing a run (optimizer and random state, the position
+in the data) is :func:`gankit.training.resume_from`, through ``gankit train --resume``.
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ def _truncated(rng: np.random.Generator, size: int, distribution: str, t: float)
 
 @dataclass
 class LoadedGAN:
-    """A checkpoint rebuilt on a backend: its trainer (both networks, ready to sample,
-    evaluate or train on), the manifest, and the specs."""
+    """A checkpoint rebuilt on a backend for inference: its trainer (both networks with
+    the saved weights, ready to sample and evaluate; fresh optimizer state), the
+    manifest, and the specs."""
 
     trainer: Trainer
     manifest: checkpoint.Manifest
@@ -173,7 +176,7 @@ def load_checkpoint(path: str | os.PathLike, backend: str | None = None, *, devi
 
     The networks come from the manifest's specs and the weights are loaded as saved, so
     any backend computes the same generator. The loss and regularizers are rebuilt from
-    the manifest's config (the trainer can train on); the dataset is not loaded.
+    the manifest's config (a trainer needs them); the dataset is not loaded.
     """
     manifest, weights = checkpoint.load(path)
     return rebuild(manifest, weights, backend=backend, device=device, registry=registry,
