@@ -1,4 +1,5 @@
-"""``torch.compile`` of a network, with a fallback to eager when this machine cannot compile."""
+"""``torch.compile`` of a network (with a fallback to eager when this machine cannot compile),
+and the forwards a trainer calls: through DDP where a net is trained, plain elsewhere."""
 
 from __future__ import annotations
 
@@ -33,3 +34,16 @@ class Compiled:
                 stacklevel=2,
             )
             return out
+
+
+def forwards(nets: dict, parallel: dict, compile_options: dict | None) -> tuple[list, list]:
+    """Each net's two forwards, in the order of ``nets``: where it is trained (through its
+    DDP wrapper in ``parallel``, whose backward averages its gradients) and where it only
+    serves the other net's update (the plain module: no DDP bookkeeping, no all-reduce);
+    both compiled (``torch.compile(**compile_options)``) unless ``compile_options`` is None."""
+    trained = [parallel.get(role, net) for role, net in nets.items()]
+    plain = list(nets.values())
+    if compile_options is not None:
+        trained = [Compiled(net, role, compile_options) for net, role in zip(trained, nets)]
+        plain = [Compiled(net, role, compile_options) for net, role in zip(plain, nets)] if parallel else trained
+    return trained, plain

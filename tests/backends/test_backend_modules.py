@@ -26,6 +26,8 @@ KNOWN_DIFFERENCES = {
     ("device", "device_name"): "TensorFlow and jax name a resolved device; torch's device is already named",
     ("device", "configure_gpus"): "TensorFlow only: memory growth and no TF32, once per process",
     ("device", "make_generator"): "torch only: a seeded torch.Generator per device",
+    ("device", "generator_states"): "torch only: torch.Generator states (TensorFlow's and jax's are arrays already)",
+    ("device", "set_generator_states"): "torch only, as generator_states",
     # ops
     ("ops", "draw"): "torch only: a draw from a torch.Generator on its device",
     ("ops", "to_dtype"): "torch and jax map dtype names; TensorFlow uses tf.as_dtype",
