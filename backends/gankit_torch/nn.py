@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit import CheckpointError, NetSpec
+from gankit import NetSpec
+from gankit.trainer import check_weights as _check_canonical, weight_shapes
 
 
 class Net(nn.Sequential):
@@ -280,7 +281,7 @@ def transposed_names(spec: NetSpec) -> set[str]:
 
 def canonical_shapes(spec: NetSpec) -> dict[str, tuple[int, ...]]:
     """Every parameter and buffer of the spec, by canonical name."""
-    return {**spec.parameter_shapes(), **spec.buffer_shapes()}
+    return weight_shapes(spec)
 
 
 def export_weights(module: nn.Module, spec: NetSpec) -> dict[str, np.ndarray]:
@@ -298,29 +299,8 @@ def export_weights(module: nn.Module, spec: NetSpec) -> dict[str, np.ndarray]:
 
 def check_weights(spec: NetSpec, weights: Mapping[str, np.ndarray], prefix: str = "") -> None:
     """Raise :class:`gankit.CheckpointError` unless ``weights`` has exactly the spec's
-    names and shapes. ``prefix`` labels names in the message (e.g. ``"generator."``)."""
-    expected = canonical_shapes(spec)
-    missing = [n for n in expected if n not in weights]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(
-            f"weights are missing {prefix}{missing[0]}{more} for {spec.name!r}",
-            hint="the weights were saved from a different architecture",
-        )
-    unexpected = [n for n in weights if n not in expected]
-    if unexpected:
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(
-            f"weights have unexpected parameter {prefix}{unexpected[0]}{more} for {spec.name!r}",
-            hint="the weights were saved from a different architecture",
-        )
-    for name, shape in expected.items():
-        got = tuple(np.shape(weights[name]))
-        if got != tuple(shape):
-            raise CheckpointError(
-                f"parameter {prefix}{name} has shape {got} but the model expects {tuple(shape)}",
-                hint="the weights were saved from a different architecture",
-            )
+    names and shapes (:func:`gankit.trainer.check_weights`)."""
+    _check_canonical(spec, weights, prefix)
 
 
 @torch.no_grad()
