@@ -9,7 +9,9 @@ Modules (mirrored file for file by ``gankit_tensorflow``):
 * ``ops``     - :class:`~gankit_torch.ops.TorchOps`, the array vocabulary on torch;
 * ``nn``      - build a :class:`gankit.NetSpec` as a ``torch.nn.Module``; canonical weights;
 * ``optim``   - torch optimizers from :class:`gankit.OptimizerSettings`;
-* ``step``    - :class:`~gankit_torch.step.TorchTrainer`, the training step;
+* ``step``    - :class:`~gankit_torch.step.TorchTrainer`, the training step (the primitives of
+  :mod:`gankit.backend_contract` on a :class:`gankit.trainer.BaseTrainer`); torch's own
+  pieces of it: ``amp`` (autocast, loss scaling) and ``compiled`` (``torch.compile``);
 * ``backend`` - :class:`~gankit_torch.backend.TorchBackend`, what the plugin returns.
 """
 
