@@ -29,9 +29,7 @@ class TensorFlowBackend:
         return TensorFlowOps(seed=seed, dtype=dtype)
 
     def build_trainer(self, setup: TrainSetup) -> TensorFlowTrainer:
-        from gankit_tensorflow.native import with_native_weights
-
-        return TensorFlowTrainer(with_native_weights(setup))
+        return TensorFlowTrainer(setup)
 
     def distributed(self, mode: str = "auto", device: str = "auto") -> ProcessGroup:
         """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy when asked, else one process."""

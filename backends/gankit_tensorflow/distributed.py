@@ -121,9 +121,26 @@ def all_reduce_mean(values):
     return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, values)
 
 
-def replica_position():
-    """(this replica's index, replicas in sync) inside a step; (0, 1) without a strategy."""
+def replicated(strat: tf.distribute.Strategy, step, rank: int, world_size: int):
+    """``step(real_batches, hyper, *labels)`` run by every replica of ``strat`` (each with
+    its slice of this worker's batches and labels), its results averaged over replicas."""
+
+    def run(*args):
+        per_replica = strat.run(lambda *a: _replica_step(step, rank, world_size, *a), args=args)
+        return strat.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
+    return run
+
+
+def _replica_step(step, rank: int, world_size: int, real_batches, hyper, *labels):
+    """``step`` as one replica: with several replicas on this worker (MirroredStrategy),
+    each takes its slice of the worker's batches and labels."""
     ctx = tf.distribute.get_replica_context()
-    if ctx is None:
-        return 0, 1
-    return ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+    replica, replicas = (0, 1) if ctx is None else (ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync)
+    local = replicas // world_size
+    if local > 1:
+        i = replica - rank * local
+        b = tf.shape(real_batches)[1] // local
+        real_batches = real_batches[:, i * b:(i + 1) * b]
+        labels = tuple(y[:, i * b:(i + 1) * b] for y in labels)
+    return step(real_batches, hyper, *labels)

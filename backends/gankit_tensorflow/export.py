@@ -21,7 +21,7 @@ def export_generator(trainer, path: str | Path, opset: int = 17) -> list[str]:
     except ImportError as exc:
         raise PluginError(f"exporting from TensorFlow needs tf2onnx and onnx ({exc.name} is missing)",
                           hint="pip install 'gankit[onnx]'") from None
-    net = getattr(trainer, "G_ema", None) or trainer.G
+    net = trainer.nets[trainer.sampler]
     spec = trainer.setup.generator
     conditional = bool(spec.conditional)
     sig = [tf.TensorSpec([None, int(spec.input_shape[0])], tf.float32, name="z")]
@@ -65,7 +65,7 @@ def generator_module(trainer) -> GeneratorModule:
     trainer alone."""
     from gankit_tensorflow.nn import TensorFlowNet, export_weights, load_weights
 
-    source = getattr(trainer, "G_ema", None) or trainer.G
+    source = trainer.nets[trainer.sampler]
     net = TensorFlowNet(source.spec)
     load_weights(net, export_weights(source))
     return GeneratorModule(net)

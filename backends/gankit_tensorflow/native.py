@@ -16,7 +16,6 @@ when class-conditional) and computes in float32 whatever the training precision.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
@@ -24,8 +23,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-from gankit import ConfigError, TrainSetup, initial_weights  # noqa: E402
-from gankit.native import is_native  # noqa: E402
+from gankit import ConfigError  # noqa: E402
 
 from gankit_tensorflow.nn import TensorFlowNet, _identifier, export_weights  # noqa: E402
 
@@ -106,20 +104,9 @@ class NativeTensorFlowNet(TensorFlowNet):
                               f"the GAN needs (batch, {', '.join(map(str, spec.output_shape))})")
 
 
-def with_native_weights(setup: TrainSetup) -> TrainSetup:
-    """``setup`` with initial weights for its native nets, when it has none for them: the
-    plugin model's own initialisation, drawn under ``tf.random.set_seed`` of a seed
-    derived from the setup's (seed a Keras layer's initializers yourself)."""
-    roles = {"generator": setup.generator, "discriminator": setup.discriminator}
-    native = {role: spec for role, spec in roles.items() if is_native(spec)}
-    if not native:
-        return setup
-    weights = dict(setup.initial_weights or initial_weights(setup.generator, setup.discriminator, "default",
-                                                            setup.seed))
-    for i, (role, spec) in enumerate(native.items()):
-        if any(k.startswith(f"{role}.") for k in weights):
-            continue  # given (a checkpoint's weights)
-        tf.random.set_seed(int(np.random.SeedSequence([setup.seed, 0x4E41, i]).generate_state(1)[0] % (1 << 31)))
-        net = NativeTensorFlowNet(spec)
-        weights.update({f"{role}.{k}": v for k, v in export_weights(net).items()})
-    return dataclasses.replace(setup, initial_weights=weights)
+def native_weights(spec, seed: int) -> dict[str, np.ndarray]:
+    """The plugin model's own initialisation, drawn under ``tf.random.set_seed(seed)``
+    (seed a Keras layer's initializers yourself), by canonical name: what
+    :func:`gankit.trainer.with_native_weights` asks of the trainer for a native net."""
+    tf.random.set_seed(int(seed) % (1 << 31))
+    return export_weights(NativeTensorFlowNet(spec))

@@ -7,7 +7,10 @@ backends must train alike from the same weights, so these small optimizers follo
 ``torch.optim`` line by line, keep their slots in plain ``tf.Variable`` s (created once,
 eagerly) and run inside ``tf.function`` and XLA.
 
-Slot names follow torch (``exp_avg``, ``exp_avg_sq``, ``square_avg``, ``momentum_buffer``).
+Slots are named and chosen by :func:`gankit.trainer.optimizer_slots` (torch's names:
+``exp_avg``, ``exp_avg_sq``, ``square_avg``, ``momentum_buffer``), the canonical layout
+every backend saves; :class:`gankit.trainer.BaseTrainer` checks a saved state before
+:meth:`Optimizer.load_state_dict` sees it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-from gankit.errors import CheckpointError  # noqa: E402
 from gankit.protocol import OptimizerSettings  # noqa: E402
+from gankit.trainer import optimizer_slots  # noqa: E402
 
 #: torch.optim.RMSprop's default smoothing constant (OptimizerSettings has no field for it).
 RMSPROP_ALPHA = 0.99
@@ -29,8 +32,6 @@ RMSPROP_ALPHA = 0.99
 
 class Optimizer:
     """Base: one update of ``variables`` (canonical name -> variable) per :meth:`apply`."""
-
-    slot_names: tuple[str, ...] = ()
 
     def __init__(self, settings: OptimizerSettings, variables: Mapping[str, tf.Variable]):
         self.settings = settings
@@ -40,12 +41,25 @@ class Optimizer:
         self.lr = tf.Variable(float(settings.lr), dtype=tf.float32, trainable=False, name="lr")
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.slots = [
-            {s: tf.Variable(tf.zeros_like(v), trainable=False, name=s) for s in self._slots_for()}
+            {s: tf.Variable(tf.zeros_like(v), trainable=False, name=s) for s in optimizer_slots(settings)}
             for v in self.variables
         ]
 
-    def _slots_for(self) -> tuple[str, ...]:
-        return self.slot_names
+    def step(self, grads: Sequence[tf.Tensor], lr=None, loss_scale: "LossScale | None" = None) -> None:
+        """One training update from ``grads`` (of a loss scaled by ``loss_scale`` under
+        float16: unscaled, and skipped when not all finite): at learning rate ``lr`` (None:
+        the current one), clipped to the norm ``clip_grad_norm`` as
+        ``torch.nn.utils.clip_grad_norm_`` does, applied, then the weights clipped to
+        ``clip_weights`` (WGAN)."""
+        if lr is not None:
+            self.lr.assign(lr)
+        clip = lambda g: _clip_grad_norm(g, self.settings.clip_grad_norm)  # noqa: E731
+        if loss_scale is None:
+            self.apply(clip(grads))
+        else:
+            loss_scale.apply(self, grads, clip=clip)
+        if self.settings.clip_weights:
+            self.clip_weights(self.settings.clip_weights)
 
     def apply(self, grads: Sequence[tf.Tensor]) -> None:
         """One step with gradients aligned to ``variables``."""
@@ -70,33 +84,21 @@ class Optimizer:
             out.update({f"{name}.{s}": np.asarray(v.numpy(), dtype=np.float32) for s, v in slots.items()})
         return out
 
-    def check_state_dict(self, state: Mapping[str, np.ndarray], label: str = "") -> None:
-        """Raise :class:`gankit.CheckpointError` unless ``state`` has the step and every
-        slot in its shape (``label`` prefixes names in the message)."""
-        wanted = {"step": ()} | {
-            f"{name}.{s}": tuple(v.shape.as_list())
-            for name, slots in zip(self.names, self.slots)
-            for s, v in slots.items()
-        }
-        for key, shape in wanted.items():
-            if key not in state:
-                raise CheckpointError(
-                    f"optimizer state is missing {label}{key}",
-                    hint=f"it was saved with a different optimizer than {self.settings.name}",
-                )
-            if tuple(np.shape(state[key])) != shape:
-                raise CheckpointError(
-                    f"optimizer state {label}{key} has shape {tuple(np.shape(state[key]))} "
-                    f"but the model expects {shape}"
-                )
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray], label: str = "") -> None:
-        """Load what :meth:`state_dict` (or the torch backend's export) wrote, checked first."""
-        self.check_state_dict(state, label)
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Load what :meth:`state_dict` (or another backend's export) wrote; the names and
+        shapes were checked by :func:`gankit.trainer.check_optimizer_state`."""
         self.iterations.assign(int(np.asarray(state["step"])))
         for name, slots in zip(self.names, self.slots):
             for s, v in slots.items():
                 v.assign(np.asarray(state[f"{name}.{s}"], dtype=v.dtype.as_numpy_dtype))
+
+
+def _clip_grad_norm(grads, max_norm: float | None):
+    """torch.nn.utils.clip_grad_norm_: ``g *= min(1, max_norm / (norm + 1e-6))``."""
+    if not max_norm:
+        return grads
+    coef = tf.minimum(max_norm / (tf.linalg.global_norm(grads) + 1e-6), 1.0)
+    return [g * coef for g in grads]
 
 
 def _handle(var):
@@ -125,8 +127,6 @@ def _bias_correction(beta: float, step) -> tf.Tensor:
 class Adam(Optimizer):
     """torch.optim.Adam (L2 weight decay added to the gradient) and, with
     ``decoupled=True``, torch.optim.AdamW (``p -= lr * wd * p`` before the update)."""
-
-    slot_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, settings, variables, decoupled: bool = False):
         self.decoupled = decoupled
@@ -179,9 +179,6 @@ class RMSprop(Optimizer):
     """torch.optim.RMSprop (alpha 0.99, not centered): eps added outside the square root;
     with momentum, a buffer of ``g / (sqrt(square_avg) + eps)``."""
 
-    def _slots_for(self):
-        return ("square_avg", "momentum_buffer") if self.settings.momentum else ("square_avg",)
-
     def _update(self, var, grad, slots, lr, step):
         wd, eps, momentum = self.settings.weight_decay, self.settings.eps, self.settings.momentum
         w = tf.identity(var)
@@ -199,9 +196,6 @@ class RMSprop(Optimizer):
 class SGD(Optimizer):
     """torch.optim.SGD with dampening 0, no Nesterov. torch starts the momentum buffer
     at the first gradient; starting from zeros, ``momentum * 0 + g`` is the same."""
-
-    def _slots_for(self):
-        return ("momentum_buffer",) if self.settings.momentum else ()
 
     def _update(self, var, grad, slots, lr, step):
         wd, momentum = self.settings.weight_decay, self.settings.momentum

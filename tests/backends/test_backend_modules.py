@@ -58,7 +58,7 @@ KNOWN_DIFFERENCES = {
     ("distributed", "wrap"): "torch only: DistributedDataParallel",
     ("distributed", "strategy"): "TensorFlow only: the tf.distribute strategy",
     ("distributed", "variable_scope"): "TensorFlow only",
-    ("distributed", "replica_position"): "TensorFlow only",
+    ("distributed", "replicated"): "TensorFlow only: a step run by every replica of a strategy",
     ("distributed", "check_single_process"): "jax only: it refuses world_size > 1 (data-parallel is optional)",
     # export
     ("export", "export_generator"): "ONNX export is optional: jax has no ONNX exporter",

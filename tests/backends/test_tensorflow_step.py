@@ -170,7 +170,7 @@ def test_n_critic_gives_that_many_discriminator_updates():
                d_optimizer=OptimizerSettings("sgd", lr=0.1, momentum=0.5))
     fused = build(**sgd)
     result = fused.train_step(batches)
-    assert int(fused.d_opt.iterations.numpy()) == k and int(fused.g_opt.iterations.numpy()) == 1
+    assert int(fused.optimizers["discriminator"].iterations.numpy()) == k and int(fused.optimizers["generator"].iterations.numpy()) == 1
     # The same updates one by one, from the same seed, land on the same weights.
     manual = build(**sgd)
     losses = [manual.discriminator_step(b) for b in batches]
@@ -239,9 +239,10 @@ def test_state_dict_round_trip(trainer):
 @pytest.mark.parametrize(
     "change, match",
     [
-        (lambda s: s.pop("discriminator.1.bias"), r"lack 'discriminator.1.bias'"),
+        (lambda s: s.pop("discriminator.1.bias"), r"weights are missing discriminator\.1\.bias"),
         (lambda s: s.update({"critic.0.weight": np.zeros(1)}), r"unexpected parameter 'critic.0.weight'"),
-        (lambda s: s.update({"generator.0.weight": np.zeros((8, 2))}), r"'generator.0.weight' has shape \(2, 8\)"),
+        (lambda s: s.update({"generator.0.weight": np.zeros((8, 2))}),
+         r"generator\.0\.weight has shape \(8, 2\) but the model expects \(2, 8\)"),
     ],
 )
 def test_bad_checkpoint_raises_and_changes_nothing(trainer, change, match):

@@ -60,7 +60,7 @@ def test_backends_follow_the_schedule(backend_name, schedule):
         if backend_name == "jax":
             continue  # no live value to read: jax's step takes the rate as a traced number
         live = (t.optimizers["generator"].param_groups[0]["lr"] if backend_name == "torch"
-                else float(t.g_opt.lr.numpy()))
+                else float(t.optimizers["generator"].lr.numpy()))
         assert live == pytest.approx(g.lr_at(i, 4), rel=1e-6)  # what step i used
 
 

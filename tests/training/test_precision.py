@@ -30,7 +30,7 @@ from gankit import (  # noqa: E402
     TrainSetup,
     Upsample,
 )
-from gankit_tensorflow import step as tf_step  # noqa: E402
+from gankit import trainer as base_trainer  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, load_weights  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
 from gankit_tensorflow.optim import LossScale, make_optimizer  # noqa: E402
@@ -93,7 +93,7 @@ def trainer(precision, **kw):
 def float16_on_cpu(monkeypatch):
     """Lift the GPU requirement of float16 so that its loss-scaled step runs here
     (TensorFlow has float16 CPU kernels; only speed makes the GPU the place for it)."""
-    monkeypatch.setattr(tf_step, "_check_precision", lambda precision, device: None)
+    monkeypatch.setattr(base_trainer, "check_precision", lambda precision, device: None)
 
 
 def ops_of(concrete) -> list:
@@ -186,13 +186,13 @@ def test_bfloat16_training_runs_with_float32_weights_and_state():
     assert results[-1].extras["penalty_r1"] > 0
     assert all(v.dtype == np.float32 for v in t.state_dict().values())
     assert all(v.dtype in (np.float32, np.int64) for v in t.optimizer_state().values())
-    assert all(v.dtype == tf.float32 for v in t.G_ema.variables)
+    assert all(v.dtype == tf.float32 for v in t.nets["generator_ema"].variables)
     assert "loss_scale.generator" not in t.rng_state()  # only float16 scales its loss
     # The compiled step computes in bfloat16 (forward, backward, and the penalty's double backward).
     assert dtypes_of(t._train_fn.get_concrete_function()) == {"bfloat16"}
     # Sampling and evaluation stay float32, as on torch.
-    assert dtypes_of(t._generate_fn.get_concrete_function()) == {"float32"}
-    plain_call = tf.function(lambda z: t.G(z)).get_concrete_function(tf.TensorSpec([None, 8], tf.float32))
+    assert dtypes_of(t._forward_fns["generator_ema"].get_concrete_function()) == {"float32"}
+    plain_call = tf.function(lambda z: t.nets["generator"](z)).get_concrete_function(tf.TensorSpec([None, 8], tf.float32))
     assert dtypes_of(plain_call) == {"float32"}  # what ONNX export and other callers of the net get
     assert t.sample(4).dtype == np.float32
 
@@ -266,14 +266,14 @@ def test_float16_step_with_overflowing_gradients_is_skipped(float16_on_cpu):
     t = trainer("float16")
     t.train_step(REAL[0])
     d_before, g_before = t.parameters_of("discriminator"), t.parameters_of("generator")
-    d_steps = int(t.d_opt.iterations.numpy())
+    d_steps = int(t.optimizers["discriminator"].iterations.numpy())
     t.loss_scales["discriminator"].scale.assign(2.0**60)  # scaled float16 gradients overflow
     r = t.train_step(REAL[1])
     assert r.is_finite()  # the losses themselves are fine: only the update is skipped
     d_after = t.parameters_of("discriminator")
     for k in d_before:
         np.testing.assert_array_equal(d_after[k], d_before[k], err_msg=k)
-    assert int(t.d_opt.iterations.numpy()) == d_steps  # as torch's optimizer step is never called
+    assert int(t.optimizers["discriminator"].iterations.numpy()) == d_steps  # as torch's optimizer step is never called
     assert float(t.loss_scales["discriminator"].scale.numpy()) == 2.0**58  # halved at each of 2 critic steps
     assert int(t.loss_scales["discriminator"].good_steps.numpy()) == 0
     assert any(not np.array_equal(t.parameters_of("generator")[k], g_before[k]) for k in g_before)
@@ -370,19 +370,20 @@ _MIRRORED = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from gankit_tensorflow import distributed, step
+from gankit import trainer
+from gankit_tensorflow import distributed
 distributed.init("mirrored")  # one replica on this machine's CPU, through strategy.run
-step._check_precision = lambda precision, device: None
+trainer.check_precision = lambda precision, device: None
 import test_precision as tp
 t = tp.trainer("float16")
 assert t.strategy is not None
 assert all(t.train_step(tp.REAL[i]).is_finite() for i in range(2))
-before, steps = t.parameters_of("discriminator"), int(t.d_opt.iterations.numpy())
+before, steps = t.parameters_of("discriminator"), int(t.optimizers["discriminator"].iterations.numpy())
 t.loss_scales["discriminator"].scale.assign(2.0**60)
 t.train_step(tp.REAL[2])
 after = t.parameters_of("discriminator")
 assert all(np.array_equal(after[k], before[k]) for k in before), "the overflowing step was applied"
-assert int(t.d_opt.iterations.numpy()) == steps
+assert int(t.optimizers["discriminator"].iterations.numpy()) == steps
 assert float(t.loss_scales["discriminator"].scale.numpy()) == 2.0**58
 print("ok")
 """
