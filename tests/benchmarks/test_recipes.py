@@ -1,6 +1,7 @@
 """Every MNIST recipe preset meets its targets on every backend: all 10 digits covered and
 recognised (the shipped classifier's mean confidence), at most 5 minutes of CPU time on
-one thread, and for mnist_cgan the digit asked for with `gankit sample --label`.
+one thread, and for mnist_cgan the digit asked for with `gankit sample --label`, drawn in
+varied ways (within-class diversity, see recipes.diversity).
 
 Not part of the default test run (ten trainings of 2-5 CPU minutes each):
 `pytest tests/benchmarks/test_recipes.py -s`, or one preset with `-k mnist_wgan-torch`.
@@ -9,6 +10,7 @@ Not part of the default test run (ten trainings of 2-5 CPU minutes each):
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,4 +31,28 @@ def test_recipe_meets_its_targets(tmp_path, preset, backend):
         # sevens (and every other digit) asked for are classified as such
         assert report["label_accuracy"]["7"] >= recipes.TARGET_LABEL_ACCURACY, report
         assert report["label_accuracy_min"] >= recipes.TARGET_LABEL_ACCURACY, report
+        # and not one image per label: within each label, the samples vary about as much as
+        # the real digits of that class (a generator that ignores its latent scores ~0.1)
+        assert report["diversity_min"] >= recipes.TARGET_DIVERSITY, report
     assert (tmp_path / "pictures" / f"{preset}-{backend}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_diversity_tells_varied_digits_from_one_image_per_class():
+    """The within-class diversity check itself (seconds, no training): real digits score
+    about 1, the same digit repeated (a collapsed class) 0, a few near-copies far below
+    the target, and a class with too few samples is not scored."""
+    from gankit_plugins.image_datasets import DigitClasses, make_mnist
+
+    images, labels = next(make_mnist(DigitClasses()).labelled_batches(5000, 0))
+    reference = recipes.real_spread()
+    rng = np.random.default_rng(0)
+    real = {d: images[labels == d][rng.choice(500, 200, replace=False)] for d in range(10)}
+    spread = recipes.diversity(real, reference)
+    assert all(0.9 < v < 1.1 for v in spread.values()), spread
+    collapsed = {d: np.repeat(x[:1], 200, axis=0) for d, x in real.items()}
+    assert all(v < 1e-3 for v in recipes.diversity(collapsed, reference).values())
+    noisy = {d: np.clip(x[:1] + rng.normal(0, 0.05, (200, *x.shape[1:])), -1, 1).astype(np.float32)
+             for d, x in real.items()}
+    assert all(v < recipes.TARGET_DIVERSITY / 2 for v in recipes.diversity(noisy, reference).values())
+    few = {**real, 3: real[3][: recipes.MIN_CLASS_SAMPLES - 1]}
+    assert recipes.diversity(few, reference)[3] is None
