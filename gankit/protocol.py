@@ -226,7 +226,7 @@ def schedule_factor(kind: ScheduleKind, final_fraction: float, step: int, total_
     """The factor a schedule applies during step ``step`` (0-based) of ``total_steps``:
     1 throughout for ``constant`` (or without a step count); ``linear`` and ``cosine``
     decay from 1 at step 0 to ``final_fraction`` at the last step. Learning rates and
-    penalty weights follow it; TensorFlow evaluates the same formula in its compiled step."""
+    penalty weights follow it (:meth:`gankit.trainer.BaseTrainer.hyper`, on the host)."""
     if kind == "constant" or total_steps <= 0:
         return 1.0
     t = min(max(step, 0), total_steps) / total_steps
@@ -279,8 +279,8 @@ class OptimizerSettings:
 
     def lr_at(self, step: int, total_steps: int) -> float:
         """The learning rate of the update made during step ``step`` (0-based) of a run of
-        ``total_steps`` steps. Both backends follow this formula; TensorFlow evaluates it
-        inside its compiled step."""
+        ``total_steps`` steps. Every backend's update takes this rate from
+        :meth:`gankit.trainer.BaseTrainer.hyper`."""
         if self.schedule == "constant" or total_steps <= 0:
             return self.lr
         return self.lr * schedule_factor(self.schedule, self.final_lr_fraction, step, total_steps)
