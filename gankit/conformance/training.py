@@ -59,12 +59,12 @@ def real_data(seed: int = 0, batches: int = 1, n: int = BATCH) -> np.ndarray:
 
 def build(handle, *, loss: Loss | None = None, lr: float = 0.05, optimizer: str = "sgd", n_critic: int = 1, seed: int = 0,
           penalty: bool = True, generator: NetSpec = GENERATOR, discriminator: NetSpec = DISCRIMINATOR,
-          latent_dim: int = LATENT):
+          latent_dim: int = LATENT, batch_size: int = BATCH):
     setup = TrainSetup(
         generator=generator, discriminator=discriminator, loss=loss or StepLoss(),
         regularizers={"r1": StepPenalty()} if penalty else {},
         g_optimizer=OptimizerSettings(optimizer, lr), d_optimizer=OptimizerSettings(optimizer, lr),
-        latent_dim=latent_dim, batch_size=BATCH, n_critic=n_critic, seed=seed, device="cpu",
+        latent_dim=latent_dim, batch_size=batch_size, n_critic=n_critic, seed=seed, device="cpu",
         initial_weights=initial_weights(generator, discriminator, "default", seed),
     )
     return handle.backend.build_trainer(setup)
