@@ -66,8 +66,11 @@ def export_optimizer_state(optimizer: torch.optim.Optimizer, settings: Optimizer
                            params: Mapping[str, torch.nn.Parameter], transposed: set[str],
                            step: int) -> dict[str, np.ndarray]:
     """``step`` and every slot as ``<canonical param name>.<slot>`` in the canonical
-    layout (numpy). Slots not yet created (before the first step) are zeros."""
-    out = {"step": np.asarray(step, dtype=np.int64)}
+    layout (numpy). Slots not yet created (before the first step) are zeros. ``step`` is
+    the optimizer's own per-parameter count where it keeps one (Adam, AdamW, RMSprop): a
+    fused step that float16's loss scaler skipped is not counted there."""
+    own = [float(entry["step"]) for entry in optimizer.state.values() if "step" in entry]
+    out = {"step": np.asarray(int(own[0]) if own else step, dtype=np.int64)}
     for name, p in params.items():
         state = optimizer.state.get(p, {})
         for slot in optimizer_slots(settings):
