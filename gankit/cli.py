@@ -283,7 +283,10 @@ def presets():
               help="Also write the full report (every case, with details) as JSON.")
 @click.option("--thorough", is_flag=True, help="The thorough hypothesis profile: many random examples, shrunk failures.")
 @click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
-def conformance(backends, losses, regularizers, architectures, training, checks, dtypes, json_path, thorough, list_checks):
+@click.option("--durations", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Also list the N slowest checks (per check and backend) and the time per kind of check.")
+def conformance(backends, losses, regularizers, architectures, training, checks, dtypes, json_path, thorough, list_checks,
+                durations):
     """Check every backend and plugin against the same GAN mathematics.
 
     Without options: every installed backend x every registered loss, regularizer and
@@ -306,7 +309,7 @@ def conformance(backends, losses, regularizers, architectures, training, checks,
                   console=err, transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("", total=len(cases))
         report = suite.run(on_result=lambda r: bar.update(task, advance=1, description=escape(f"{r.check} {r.subject}")))
-    report.render(out)
+    report.render(out, durations=durations)
     if json_path is not None:
         out.print(f"wrote {report.write_json(json_path)}", markup=False)
     return report.exit_status

@@ -49,6 +49,23 @@ class Report:
         """Names of the checks that failed (for ``subject``)."""
         return {r.check for r in self.failures if subject is None or r.subject == subject}
 
+    def durations(self) -> list[tuple[str, str, float, int]]:
+        """``(check, backend, seconds, cases)`` per check and backend (summed over subjects
+        and dtypes), slowest first: where a run's time goes."""
+        total: dict[tuple[str, str], list] = {}
+        for r in self.results:
+            entry = total.setdefault((r.check, r.backend), [0.0, 0])
+            entry[0] += r.seconds
+            entry[1] += 1
+        return sorted(((c, b, t, n) for (c, b), (t, n) in total.items()), key=lambda x: -x[2])
+
+    def seconds_by_kind(self) -> dict[str, float]:
+        """Seconds per kind of check (loss, regularizer, training, architecture), slowest first."""
+        total: Counter = Counter()
+        for r in self.results:
+            total[r.kind] += r.seconds
+        return dict(total.most_common())
+
     # -- JSON ---------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {
@@ -93,7 +110,9 @@ class Report:
             return "pass (n/a " + ",".join(_short(r.dtype) for r in na) + ")", "green"
         return "pass", "green"
 
-    def render(self, console=None, show_passed_details: bool = False) -> None:
+    def render(self, console=None, show_passed_details: bool = False, durations: int = 0) -> None:
+        """The header, the table, the reasons for n/a, the failures, then (``durations``
+        > 0) that many slowest checks and the time per kind, and the summary line."""
         from rich import box
         from rich.console import Console
         from rich.markup import escape
@@ -147,6 +166,11 @@ class Report:
             for r in self.failures:
                 where = " ".join(x for x in (r.backend, r.dtype) if x)
                 console.print(f"  [red]{escape(r.check)}[/] [{escape(r.subject)} · {escape(where)}] {escape(r.detail)}")
+        if durations > 0:
+            by_kind = ", ".join(f"{kind} {t:.1f}s" for kind, t in self.seconds_by_kind().items())
+            console.print(f"[bold]slowest checks[/] (seconds summed over subjects and dtypes; by kind: {by_kind})")
+            for check, backend, t, n in self.durations()[:durations]:
+                console.print(escape(f"  {t:7.2f}s  {check} [{backend}] ({n} case{'' if n == 1 else 's'})"))
         c = self.counts()
         style = "bold red" if self.failures else "bold green"
         console.print(f"[{style}]{c['fail']} failed[/], {c['pass']} passed, {c['n/a']} not applicable "

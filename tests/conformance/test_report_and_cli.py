@@ -45,6 +45,28 @@ def test_cli_exits_1_and_names_the_failed_check(registry, capsys):
     assert "FAIL" in out and "loss.mean_reduced" in out and "duplicated" in out
 
 
+def test_cli_durations_lists_the_slowest_checks_and_the_time_per_kind(registry, capsys):
+    rc = main(["conformance", "--backend", "torch", "--loss", "correct", "--dtype", "float32",
+               "--check", "loss.reference", "--check", "loss.monotone", "--check", "loss.saturation",
+               "--durations", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    section = out.split("slowest checks", 1)[1]
+    assert "by kind: loss " in section
+    listed = [line.split()[1] for line in section.splitlines()[1:] if line.strip().endswith(("case)", "cases)"))]
+    assert len(listed) == 2 and set(listed) <= {"loss.reference", "loss.monotone", "loss.saturation"}, section
+    assert "[torch]" in section
+    report = Report(header={}, results=[
+        CheckResult("loss", "a", "loss.x", "torch", "float32", "pass", seconds=1.0),
+        CheckResult("loss", "b", "loss.x", "torch", "float64", "pass", seconds=2.0),
+        CheckResult("loss", "a", "loss.y", "torch", "float32", "pass", seconds=2.5),
+        CheckResult("training", "step", "training.z", "tensorflow", "", "pass", seconds=0.5)])
+    assert report.durations() == [("loss.x", "torch", 3.0, 2), ("loss.y", "torch", 2.5, 1),
+                                  ("training.z", "tensorflow", 0.5, 1)]
+    assert report.seconds_by_kind() == {"loss": 5.5, "training": 0.5}
+    assert main(["conformance", "--durations", "-1"]) == 2  # a usage error
+
+
 def test_cli_unknown_plugin_is_a_one_line_error(registry, capsys):
     rc = main(["conformance", "--backend", "torch", "--loss", "nope"])
     err = capsys.readouterr().err
