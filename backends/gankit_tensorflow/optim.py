@@ -273,14 +273,14 @@ class LossScale:
         self.good_steps.assign(int(good))
 
 
-def make_optimizer(settings: OptimizerSettings, variables: Mapping[str, tf.Variable]) -> Optimizer:
-    """The optimizer for ``settings`` over ``variables`` (canonical name -> variable)."""
+def build_optimizer(params: Mapping[str, tf.Variable], settings: OptimizerSettings) -> Optimizer:
+    """The optimizer for ``settings`` over ``params`` (canonical name -> variable)."""
     if settings.name == "adam":
-        return Adam(settings, variables)
+        return Adam(settings, params)
     if settings.name == "adamw":
-        return Adam(settings, variables, decoupled=True)
+        return Adam(settings, params, decoupled=True)
     if settings.name == "rmsprop":
-        return RMSprop(settings, variables)
+        return RMSprop(settings, params)
     if settings.name == "sgd":
-        return SGD(settings, variables)
+        return SGD(settings, params)
     raise ValueError(f"unknown optimizer {settings.name!r}; known: adam, adamw, rmsprop, sgd")

@@ -32,7 +32,7 @@ from gankit_tensorflow.device import device_name, resolve_device, set_threads  #
 from gankit_tensorflow.native import native_weights  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, export_weights, load_weights  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
-from gankit_tensorflow.optim import LossScale, make_optimizer  # noqa: E402
+from gankit_tensorflow.optim import LossScale, build_optimizer  # noqa: E402
 
 #: The step's hyper-parameter vector: each role's learning rate (in ROLES' order), the
 #: EMA's weight ``1 - decay`` and whether it copies, then the penalties' weight factors.
@@ -63,7 +63,7 @@ class TensorFlowTrainer(BaseTrainer):
         self.strategy = tf_distributed.strategy()
         with tf_distributed.variable_scope(self.strategy, self.tf_device):
             self.nets = {net: TensorFlowNet(self._spec(net)) for net in self._nets()}
-            self.optimizers = {role: make_optimizer(self.settings(role), self.nets[role].params) for role in ROLES}
+            self.optimizers = {role: build_optimizer(self.nets[role].params, self.settings(role)) for role in ROLES}
             self.loss_scales = {role: LossScale(name=f"{role}_loss_scale") for role in ROLES} \
                 if s.precision == "float16" else None
         with tf.device(self.tf_device):

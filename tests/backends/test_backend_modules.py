@@ -41,8 +41,6 @@ KNOWN_DIFFERENCES = {
     ("nn", "spectral_normalize"): "torch only (a function of the module); TensorFlow and jax do it per layer call",
     ("nn", "transposed_names"): "torch only: nn.Linear stores the transpose of the canonical dense weight",
     # optim
-    ("optim", "build_optimizer"): "torch and jax build_optimizer(params, settings); TensorFlow make_optimizer",
-    ("optim", "make_optimizer"): "TensorFlow's name and argument order (settings, variables)",
     ("optim", "export_optimizer_state"): "torch only; TensorFlow's and jax's optimizers have methods",
     ("optim", "backward_and_step"): "torch only: backward, GradScaler, clipping, step; TensorFlow's and jax's "
                                     "optimizers have methods",

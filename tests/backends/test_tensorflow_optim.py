@@ -7,7 +7,7 @@ pytestmark = pytest.mark.tensorflow
 tf = pytest.importorskip("tensorflow")
 
 from gankit import OptimizerSettings  # noqa: E402
-from gankit_tensorflow.optim import RMSPROP_ALPHA, make_optimizer  # noqa: E402
+from gankit_tensorflow.optim import RMSPROP_ALPHA, build_optimizer  # noqa: E402
 
 SETTINGS = {
     "adam": OptimizerSettings("adam", lr=1e-2, betas=(0.5, 0.999)),
@@ -56,7 +56,7 @@ def gradient_sequence(seed=0):
 
 def run_tensorflow(s, p0, grads, compiled=False):
     var = tf.Variable(p0.astype(np.float32))
-    opt = make_optimizer(s, {"w": var})
+    opt = build_optimizer({"w": var}, s)
     step = tf.function(lambda g: opt.apply([g])) if compiled else (lambda g: opt.apply([g]))
     for g in grads:
         step(tf.constant(g, tf.float32))
@@ -117,7 +117,7 @@ def test_state_round_trip_continues_identically():
     full, _ = run_tensorflow(s, p0, grads)
     half, opt = run_tensorflow(s, p0, grads[:2])
     var = tf.Variable(half)
-    resumed = make_optimizer(s, {"w": var})
+    resumed = build_optimizer({"w": var}, s)
     resumed.load_state_dict(opt.state_dict())
     for g in grads[2:]:
         resumed.apply([tf.constant(g, tf.float32)])
@@ -126,4 +126,4 @@ def test_state_round_trip_continues_identically():
 
 def test_unknown_optimizer_is_an_error():
     with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
-        make_optimizer(OptimizerSettings("lion", lr=1.0), {"w": tf.Variable([1.0])})
+        build_optimizer({"w": tf.Variable([1.0])}, OptimizerSettings("lion", lr=1.0))

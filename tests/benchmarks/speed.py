@@ -217,9 +217,9 @@ class _OwnNet:
 class _OwnAdam:
     def __init__(self, net):
         from gankit import OptimizerSettings
-        from gankit_tensorflow.optim import make_optimizer
+        from gankit_tensorflow.optim import build_optimizer
 
-        self.opt = make_optimizer(OptimizerSettings("adam", LR, betas=(0.9, 0.999)), net.net.params)
+        self.opt = build_optimizer(net.net.params, OptimizerSettings("adam", LR, betas=(0.9, 0.999)))
 
     def apply_gradients(self, pairs):
         self.opt.apply([g for g, _ in pairs])

@@ -33,7 +33,7 @@ from gankit import (  # noqa: E402
 from gankit import trainer as base_trainer  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, load_weights  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
-from gankit_tensorflow.optim import LossScale, make_optimizer  # noqa: E402
+from gankit_tensorflow.optim import LossScale, build_optimizer  # noqa: E402
 
 from training_helpers import tiny  # noqa: E402
 
@@ -309,7 +309,7 @@ def test_float16_loss_scale_is_resumed(float16_on_cpu):
 # -- the loss scale on its own --------------------------------------------------------
 def _scaled_sgd(growth_interval=3, init_scale=8.0):
     var = tf.Variable([1.0, 2.0], name="w")
-    opt = make_optimizer(OptimizerSettings("sgd", 1.0), {"w": var})
+    opt = build_optimizer({"w": var}, OptimizerSettings("sgd", 1.0))
     return var, opt, LossScale(init_scale=init_scale, growth_interval=growth_interval)
 
 
