@@ -306,6 +306,32 @@ def test_xla_compiled_step_runs_on_cpu():
     assert t._train_fn.experimental_get_tracing_count() == 1
 
 
+def test_standalone_updates_use_the_scheduled_rate_of_the_next_step():
+    """The rate of step ``step_count`` (what learning_rates() reports) also drives a
+    discriminator_step or generator_step, not the rate the last train_step left behind."""
+    sched = OptimizerSettings("sgd", lr=0.1, schedule="linear", final_lr_fraction=0.0)
+    t = build(regularizers={}, g_optimizer=sched, d_optimizer=sched, total_steps=4)
+    t.train_step(real_batches(1))
+    t.discriminator_step(real_batches(1)[0])
+    t.generator_step(BATCH)
+    rates = {role: float(opt.lr.numpy()) for role, opt in t.optimizers.items()}
+    assert rates == pytest.approx(t.learning_rates(), rel=1e-6) and rates["generator"] == pytest.approx(0.075)
+
+
+def test_random_state_keeps_its_names_and_a_damaged_one_is_refused(trainer):
+    state = trainer.rng_state()  # the names checkpoints of earlier versions hold
+    assert {"noise", "ops_noise", "sample_noise", "step"} <= set(state)
+    assert int(state["step"]) == trainer.step_count
+    other = build()
+    before = other.rng_state()
+    with pytest.raises(CheckpointError, match="random state cannot be restored: it lacks a valid 'ops_noise'"):
+        other.load_rng_state({k: v for k, v in state.items() if k != "ops_noise"})
+    assert_same(other.rng_state(), before)  # nothing restored
+    other.load_rng_state(state)
+    assert_same({k: v for k, v in other.rng_state().items() if k != "step"},
+                {k: v for k, v in state.items() if k != "step"})
+
+
 def test_optimizer_state_round_trip(trainer):
     state = trainer.optimizer_state()
     assert "d_optimizer.0.weight.exp_avg" in state and "g_optimizer.step" in state
