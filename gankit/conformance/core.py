@@ -126,13 +126,18 @@ class CheckResult:
     status: Status
     detail: str = ""
     seconds: float = 0.0
+    """Wall-clock time of the case."""
     distribution: str = ""
+    cpu_seconds: float = 0.0
+    """CPU time of the case (the process's, every thread): unlike the wall clock, not
+    stretched by other work on a shared machine."""
 
     def to_json(self) -> dict:
         return {
             "kind": self.kind, "subject": self.subject, "check": self.check, "backend": self.backend,
             "dtype": self.dtype, "status": self.status, "detail": self.detail,
-            "seconds": round(self.seconds, 4), "distribution": self.distribution,
+            "seconds": round(self.seconds, 4), "cpu_seconds": round(self.cpu_seconds, 4),
+            "distribution": self.distribution,
         }
 
 
@@ -160,7 +165,7 @@ class Case:
         return f"{self.spec.name}[{'-'.join(parts)}]"
 
     def run(self) -> CheckResult:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         status: Status = "pass"
         try:
             detail = self._run() or ""
@@ -177,6 +182,7 @@ class Case:
             kind=self.spec.kind, subject=self.subject.label, check=self.spec.name,
             backend=self.backend_label, dtype=self.dtype, status=status, detail=detail,
             seconds=time.perf_counter() - start, distribution=getattr(self.subject, "distribution", ""),
+            cpu_seconds=time.process_time() - cpu_start,
         )
 
     def _run(self):

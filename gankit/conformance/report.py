@@ -22,6 +22,8 @@ class Report:
     header: dict
     results: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """The run's CPU time (the process's, every thread)."""
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -49,28 +51,33 @@ class Report:
         """Names of the checks that failed (for ``subject``)."""
         return {r.check for r in self.failures if subject is None or r.subject == subject}
 
-    def durations(self) -> list[tuple[str, str, float, int]]:
-        """``(check, backend, seconds, cases)`` per check and backend (summed over subjects
-        and dtypes), slowest first: where a run's time goes."""
+    def durations(self) -> list[tuple[str, str, float, float, int]]:
+        """``(check, backend, seconds, cpu_seconds, cases)`` per check and backend (summed
+        over subjects and dtypes), most CPU time first: where a run's time goes."""
         total: dict[tuple[str, str], list] = {}
         for r in self.results:
-            entry = total.setdefault((r.check, r.backend), [0.0, 0])
+            entry = total.setdefault((r.check, r.backend), [0.0, 0.0, 0])
             entry[0] += r.seconds
-            entry[1] += 1
-        return sorted(((c, b, t, n) for (c, b), (t, n) in total.items()), key=lambda x: -x[2])
+            entry[1] += r.cpu_seconds
+            entry[2] += 1
+        return sorted(((c, b, t, cpu, n) for (c, b), (t, cpu, n) in total.items()), key=lambda x: (-x[3], -x[2]))
 
-    def seconds_by_kind(self) -> dict[str, float]:
-        """Seconds per kind of check (loss, regularizer, training, architecture), slowest first."""
-        total: Counter = Counter()
+    def seconds_by_kind(self) -> dict[str, tuple[float, float]]:
+        """``kind -> (seconds, cpu_seconds)`` per kind of check (loss, regularizer, training,
+        architecture), most CPU time first."""
+        total: dict[str, list] = {}
         for r in self.results:
-            total[r.kind] += r.seconds
-        return dict(total.most_common())
+            entry = total.setdefault(r.kind, [0.0, 0.0])
+            entry[0] += r.seconds
+            entry[1] += r.cpu_seconds
+        return {k: (t, cpu) for k, (t, cpu) in sorted(total.items(), key=lambda kv: (-kv[1][1], -kv[1][0]))}
 
     # -- JSON ---------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {
             **self.header,
             "seconds": round(self.seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
             "summary": self.counts(),
             "checks": {name: spec.doc for name, spec in CHECKS.items()},
             "results": [r.to_json() for r in self.results],
@@ -167,10 +174,12 @@ class Report:
                 where = " ".join(x for x in (r.backend, r.dtype) if x)
                 console.print(f"  [red]{escape(r.check)}[/] [{escape(r.subject)} · {escape(where)}] {escape(r.detail)}")
         if durations > 0:
-            by_kind = ", ".join(f"{kind} {t:.1f}s" for kind, t in self.seconds_by_kind().items())
-            console.print(f"[bold]slowest checks[/] (seconds summed over subjects and dtypes; by kind: {by_kind})")
-            for check, backend, t, n in self.durations()[:durations]:
-                console.print(escape(f"  {t:7.2f}s  {check} [{backend}] ({n} case{'' if n == 1 else 's'})"))
+            by_kind = ", ".join(f"{kind} {cpu:.1f}s" for kind, (_, cpu) in self.seconds_by_kind().items())
+            console.print(f"[bold]slowest checks[/] (CPU and wall seconds, summed over subjects and dtypes; "
+                          f"CPU by kind: {by_kind}; the run: {self.cpu_seconds:.1f}s CPU)")
+            for check, backend, t, cpu, n in self.durations()[:durations]:
+                console.print(escape(f"  {cpu:7.2f}s CPU {t:7.2f}s wall  {check} [{backend}] "
+                                     f"({n} case{'' if n == 1 else 's'})"))
         c = self.counts()
         style = "bold red" if self.failures else "bold green"
         console.print(f"[{style}]{c['fail']} failed[/], {c['pass']} passed, {c['n/a']} not applicable "
