@@ -36,7 +36,7 @@ DTYPES = {
 }
 
 
-def to_dtype(dtype: Any):
+def _to_dtype(dtype: Any):
     """A dtype name (or numpy/jax dtype) as a jax dtype."""
     if not isinstance(dtype, str):
         dtype = np.dtype(dtype).name if np.dtype(dtype).name in DTYPES else jnp.dtype(dtype).name
@@ -67,7 +67,7 @@ class JaxOps(Ops):
     differentiable = True
 
     def __init__(self, seed: int = 0, dtype: str = "float32", key=None):
-        self.dtype = to_dtype(dtype)
+        self.dtype = _to_dtype(dtype)
         self.key = jax.random.PRNGKey(int(seed)) if key is None else key
 
     def __repr__(self) -> str:
@@ -96,7 +96,7 @@ class JaxOps(Ops):
 
     # -- conversion -------------------------------------------------------------
     def asarray(self, x, dtype=None):
-        dt = to_dtype(dtype) if dtype is not None else self.dtype
+        dt = _to_dtype(dtype) if dtype is not None else self.dtype
         if isinstance(x, jax.Array):  # tracers too
             return x.astype(dt)
         with _x64(jnp.dtype(dt).name):
@@ -186,7 +186,7 @@ class JaxOps(Ops):
         return jnp.ones_like(x)
 
     def cast(self, x, dtype):
-        dt = dtype.dtype if hasattr(dtype, "dtype") and not isinstance(dtype, str) else to_dtype(dtype)
+        dt = dtype.dtype if hasattr(dtype, "dtype") and not isinstance(dtype, str) else _to_dtype(dtype)
         return jnp.asarray(x).astype(dt)
 
     def batch_size(self, x):
@@ -231,7 +231,7 @@ class JaxOps(Ops):
         return grad
 
     def value_and_grad(self, fn: Callable, *xs: np.ndarray, dtype: str = "float32"):
-        dt = to_dtype(dtype)
+        dt = _to_dtype(dtype)
         saved, self.dtype = self.dtype, dt  # constants made by fn follow dtype
         try:
             with _x64(dtype):

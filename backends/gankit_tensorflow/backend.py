@@ -9,7 +9,7 @@ import tensorflow as tf  # noqa: E402
 
 from gankit.protocol import ProcessGroup, TrainSetup  # noqa: E402
 
-from gankit_tensorflow.device import configure_gpus  # noqa: E402
+from gankit_tensorflow.gpus import configure_gpus  # noqa: E402
 from gankit_tensorflow.ops import TensorFlowOps  # noqa: E402
 from gankit_tensorflow.step import TensorFlowTrainer  # noqa: E402
 

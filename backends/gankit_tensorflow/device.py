@@ -11,41 +11,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from gankit.errors import ConfigError  # noqa: E402
+from gankit_tensorflow.gpus import configure_gpus  # noqa: E402
 
 _PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|gpu)(:(\d+))?)$")
-_configured = False
 
 
-def configure_gpus(gpus=None) -> None:
-    """Once per process, before the GPUs are initialised: grow GPU memory on demand
-    (so TensorFlow can share a GPU with torch), and turn TensorFloat-32 matmuls off
-    so float32 results match torch's defaults and the CPU within float32 tolerance."""
-    global _configured
-    if _configured:
-        return
-    _configured = True
-    gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
-    if not gpus:
-        return
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except (RuntimeError, ValueError):  # GPUs already initialised: keep their setting
-            pass
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-
-
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(requested: str | None = "auto") -> str:
     """``"/GPU:N"`` or ``"/CPU:0"`` for a config device string.
 
     ``auto`` picks the first GPU when TensorFlow sees one. A device that is not
     available (including ``mps``, which TensorFlow does not support) falls back to the
     CPU with a :class:`RuntimeWarning`; an unknown string is a :class:`gankit.ConfigError`.
     """
-    spec = (device or "auto").strip().lower()
+    spec = (requested or "auto").strip().lower()
     match = _PATTERN.match(spec)
     if match is None:
-        raise ConfigError(f"unknown device {device!r}", hint="use auto, cpu, cuda, cuda:N, gpu, gpu:N or mps")
+        raise ConfigError(f"unknown device {requested!r}", hint="use auto, cpu, cuda, cuda:N, gpu, gpu:N or mps")
     if spec == "cpu":
         return "/CPU:0"
     gpus = tf.config.list_physical_devices("GPU")
@@ -59,14 +40,14 @@ def resolve_device(device: str = "auto") -> str:
         if index < len(gpus):
             return f"/GPU:{index}"
         reason = f"TensorFlow sees {len(gpus)} GPU{'' if len(gpus) == 1 else 's'}"
-    warnings.warn(f"device {device!r} was requested but {reason}; falling back to cpu", RuntimeWarning, stacklevel=2)
+    warnings.warn(f"device {requested!r} was requested but {reason}; falling back to cpu", RuntimeWarning, stacklevel=2)
     return "/CPU:0"
 
 
-def device_name(tf_device: str) -> str:
+def device_name(device: str) -> str:
     """The neutral name of a resolved device, as the torch backend reports it:
     ``"/CPU:0"`` -> ``"cpu"``, ``"/GPU:1"`` -> ``"cuda:1"``."""
-    kind, _, index = tf_device.strip("/").partition(":")
+    kind, _, index = device.strip("/").partition(":")
     return "cpu" if kind.upper() == "CPU" else f"cuda:{index or 0}"
 
 

@@ -1,5 +1,5 @@
-"""Resolve the config's device string to a ``torch.device``, set the CPU threads, and make
-(and save, and restore) the seeded random generators on a device.
+"""Resolve the config's device string to a ``torch.device``, name it, and set the CPU
+threads (the seeded random streams on a device are in :mod:`gankit_torch.streams`).
 
 ``auto`` picks cuda, then mps, then cpu. ``gpu`` is an alias of ``cuda``. A device
 that was asked for but is not available falls back to cpu with one RuntimeWarning.
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Mapping
-
-import numpy as np
 import torch
 
 from gankit import ConfigError
@@ -63,41 +60,11 @@ def resolve_device(requested: str | None = "auto") -> torch.device:
     return torch.device("cuda", i)
 
 
-def make_generator(device: torch.device, seed: int) -> torch.Generator:
-    """A seeded ``torch.Generator`` on ``device`` (on cpu where the device has none)."""
-    try:
-        gen = torch.Generator(device=device)
-    except (RuntimeError, TypeError):  # a device type without its own generator
-        gen = torch.Generator()
-    gen.manual_seed(int(seed))
-    return gen
-
-
-def generator_states(generators: Mapping[str, torch.Generator], device: torch.device) -> dict[str, np.ndarray]:
-    """The state of each named generator and of torch's global ones (``torch_global``, and
-    ``torch_cuda`` on a GPU), as uint8 arrays: what a resumed run needs to draw the same numbers."""
-    out = {name: gen.get_state().numpy().copy() for name, gen in generators.items()}
-    out["torch_global"] = torch.get_rng_state().numpy().copy()
+def device_name(device: torch.device) -> str:
+    """The neutral name of a resolved device: ``"cpu"``, ``"cuda:N"`` or ``"mps"``."""
     if device.type == "cuda":
-        out["torch_cuda"] = torch.cuda.get_rng_state(device).numpy().copy()
-    return out
-
-
-def set_generator_states(generators: Mapping[str, torch.Generator], device: torch.device,
-                         state: Mapping[str, np.ndarray]) -> None:
-    """Restore what :func:`generator_states` returned; KeyError for a missing stream,
-    ValueError for a state torch cannot take (another torch version's, another backend's)."""
-    def as_state(key):
-        return torch.as_tensor(np.asarray(state[key], dtype=np.uint8))
-
-    try:
-        for name, gen in generators.items():
-            gen.set_state(as_state(name))
-        torch.set_rng_state(as_state("torch_global"))
-        if "torch_cuda" in state and device.type == "cuda":
-            torch.cuda.set_rng_state(as_state("torch_cuda"), device)
-    except RuntimeError as exc:  # a state of the wrong size: torch's own message
-        raise ValueError(str(exc)) from None
+        return f"cuda:{torch.cuda.current_device() if device.index is None else device.index}"
+    return device.type
 
 
 def set_threads(threads: int | None) -> None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from gankit import Ops
 
-from gankit_torch.device import make_generator
+from gankit_torch.streams import draw, make_generator
 
 DTYPES = {
     "float16": torch.float16,
@@ -24,7 +24,7 @@ DTYPES = {
 }
 
 
-def to_dtype(dtype: Any) -> torch.dtype:
+def _to_dtype(dtype: Any) -> torch.dtype:
     """A dtype name (or numpy/torch dtype) as a ``torch.dtype``."""
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -37,15 +37,6 @@ def to_dtype(dtype: Any) -> torch.dtype:
 
 def _axis(axis):
     return tuple(axis) if isinstance(axis, (list, tuple)) else axis
-
-
-def draw(kind: str, shape, generator: torch.Generator, device: torch.device, dtype: torch.dtype):
-    """Uniform [0, 1) or standard normal samples from ``generator``, placed on ``device``.
-
-    Drawn on the generator's own device (a cpu generator serves devices without one)."""
-    fn = torch.rand if kind == "uniform" else torch.randn
-    out = fn(tuple(int(s) for s in shape), generator=generator, device=generator.device, dtype=dtype)
-    return out if out.device == device else out.to(device)
 
 
 def _same_samples(x, samples: torch.Tensor) -> bool:
@@ -68,7 +59,7 @@ class TorchOps(Ops):
     def __init__(self, device: Any = "cpu", seed: int = 0, dtype: str = "float32",
                  generator: torch.Generator | None = None):
         self.device = torch.device(device)
-        self.dtype = to_dtype(dtype)
+        self.dtype = _to_dtype(dtype)
         self.generator = generator if generator is not None else make_generator(self.device, seed)
 
     def __repr__(self) -> str:
@@ -92,7 +83,7 @@ class TorchOps(Ops):
 
     # -- conversion -------------------------------------------------------------
     def asarray(self, x, dtype=None):
-        dt = to_dtype(dtype) if dtype is not None else self.dtype
+        dt = _to_dtype(dtype) if dtype is not None else self.dtype
         if isinstance(x, torch.Tensor):
             return x.to(device=self.device, dtype=dt)  # keeps the autograd graph
         return torch.as_tensor(np.asarray(x), dtype=dt, device=self.device)
@@ -189,7 +180,7 @@ class TorchOps(Ops):
         return torch.ones_like(x)
 
     def cast(self, x, dtype):
-        dt = dtype.dtype if isinstance(dtype, torch.Tensor) else to_dtype(dtype)
+        dt = dtype.dtype if isinstance(dtype, torch.Tensor) else _to_dtype(dtype)
         if isinstance(x, torch.Tensor):
             return x.to(dt)
         return torch.as_tensor(x, dtype=dt, device=self.device)
@@ -231,7 +222,7 @@ class TorchOps(Ops):
         return torch.zeros_like(x) if grad is None else grad
 
     def value_and_grad(self, fn: Callable, *xs: np.ndarray, dtype: str = "float32"):
-        saved, self.dtype = self.dtype, to_dtype(dtype)  # constants made by fn follow dtype
+        saved, self.dtype = self.dtype, _to_dtype(dtype)  # constants made by fn follow dtype
         try:
             with torch.enable_grad():
                 ts = [torch.tensor(np.asarray(x), dtype=self.dtype, device=self.device, requires_grad=True)
@@ -245,10 +236,10 @@ class TorchOps(Ops):
         finally:
             self.dtype = saved
         return float(out.item()), [
-            np.zeros(np.shape(x), dtype=to_numpy_dtype(dtype)) if g is None else self.to_numpy(g)
+            np.zeros(np.shape(x), dtype=_to_numpy_dtype(dtype)) if g is None else self.to_numpy(g)
             for x, g in zip(xs, grads)
         ]
 
 
-def to_numpy_dtype(dtype: str) -> np.dtype:
+def _to_numpy_dtype(dtype: str) -> np.dtype:
     return np.dtype("float32") if dtype == "bfloat16" else np.dtype(dtype)

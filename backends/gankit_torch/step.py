@@ -23,9 +23,10 @@ from gankit.trainer import ROLES, BaseTrainer, DUpdate, StepHyper
 from gankit_torch import distributed, native
 from gankit_torch.amp import Precision
 from gankit_torch.compiled import forwards
-from gankit_torch.device import generator_states, make_generator, resolve_device, set_generator_states, set_threads
+from gankit_torch.device import device_name, resolve_device, set_threads
 from gankit_torch.nn import build_net, export_weights, load_weights, transposed_names
-from gankit_torch.ops import TorchOps, draw
+from gankit_torch.ops import TorchOps
+from gankit_torch.streams import draw, generator_states, make_generator, set_generator_states
 from gankit_torch.optim import backward_and_step, build_optimizer, export_optimizer_state, load_optimizer_state
 
 
@@ -53,7 +54,7 @@ class TorchTrainer(BaseTrainer):
     def init_device(self, device: str, threads: int | None) -> str:
         set_threads(threads)
         self.torch_device = resolve_device(device)
-        return str(self.torch_device)
+        return device_name(self.torch_device)
 
     def build(self) -> None:
         s, dev = self.setup, self.torch_device

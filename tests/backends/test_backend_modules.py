@@ -21,17 +21,6 @@ BACKENDS = [b for b in ("torch", "tensorflow", "jax") if importlib.util.find_spe
 
 #: (module, function) -> why the backends differ there. Shrink it; never grow it silently.
 KNOWN_DIFFERENCES = {
-    # device
-    ("device", "resolve_device"): "the argument is `requested` on torch and jax, `device` on TensorFlow",
-    ("device", "device_name"): "TensorFlow and jax name a resolved device; torch's device is already named",
-    ("device", "configure_gpus"): "TensorFlow only: memory growth and no TF32, once per process",
-    ("device", "make_generator"): "torch only: a seeded torch.Generator per device",
-    ("device", "generator_states"): "torch only: torch.Generator states (TensorFlow's and jax's are arrays already)",
-    ("device", "set_generator_states"): "torch only, as generator_states",
-    # ops
-    ("ops", "draw"): "torch only: a draw from a torch.Generator on its device",
-    ("ops", "to_dtype"): "torch and jax map dtype names; TensorFlow uses tf.as_dtype",
-    ("ops", "to_numpy_dtype"): "torch only",
     # nn: torch builds modules from specs, TensorFlow a tf.Module that is its own state, jax a pure function
     ("nn", "build_net"): "TensorFlow also takes dtype, seed and compute_dtype",
     ("nn", "check_weights"): "torch and jax check against the spec, TensorFlow against the net",

@@ -1,5 +1,5 @@
 """torch's own pieces of the step: mixed precision (gankit_torch.amp), one optimizer update
-(gankit_torch.optim.backward_and_step), the saved random state (gankit_torch.device).
+(gankit_torch.optim.backward_and_step), the saved random state (gankit_torch.streams).
 
 float16 needs a CUDA GPU, and gankit.trainer.check_precision (the one place of that rule)
 refuses it elsewhere; these tests lift that rule to run torch's float16 code path on the

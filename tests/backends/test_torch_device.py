@@ -10,7 +10,8 @@ pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
 import gankit  # noqa: E402
-from gankit_torch.device import make_generator, resolve_device  # noqa: E402
+from gankit_torch.device import device_name, resolve_device  # noqa: E402
+from gankit_torch.streams import make_generator  # noqa: E402
 
 MPS = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
@@ -98,3 +99,9 @@ def test_registry_builds_the_torch_backend():
 
     backend = gankit.Registry.from_plugins([gankit_torch.plugin]).backend("torch")
     assert backend.name == "torch" and isinstance(backend, gankit.Backend)
+
+
+def test_device_name_is_the_neutral_name_the_other_backends_report():
+    assert device_name(torch.device("cpu")) == "cpu"
+    assert device_name(torch.device("cuda", 1)) == "cuda:1"
+    assert device_name(torch.device("mps")) == "mps"
