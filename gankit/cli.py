@@ -285,30 +285,36 @@ def presets():
 @click.option("--list", "list_checks", is_flag=True, help="List the checks and exit.")
 @click.option("--durations", type=click.IntRange(min=0), default=0, metavar="N",
               help="Also list the N slowest checks (per check and backend) and the time per kind of check.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="CPU threads of torch's and TensorFlow's pools (default: OMP_NUM_THREADS, TF_NUM_INTRAOP_THREADS "
+                   "and TF_NUM_INTEROP_THREADS when set, else 1 on 2 CPUs or fewer, else the frameworks' default).")
 def conformance(backends, losses, regularizers, architectures, training, checks, dtypes, json_path, thorough, list_checks,
-                durations):
+                durations, threads):
     """Check every backend and plugin against the same GAN mathematics.
 
     Without options: every installed backend x every registered loss, regularizer and
     architecture, plus each backend's training step. Exit status 1 if any check fails.
     """
     from gankit.conformance import CHECKS, Suite
+    from gankit.conformance.suite import thread_environment
 
     if list_checks:
         for spec in CHECKS.values():
             scope = "across backends" if spec.across else ", ".join(spec.dtypes) or "float32 trainers"
             out.print(f"{spec.name:40s} {spec.doc} [{scope}]", markup=False)
         return 0
-    suite = Suite(backends=backends or None, losses=losses or None, regularizers=regularizers or None,
-                  architectures=architectures or None, training=training, checks=checks or None,
-                  dtypes=dtypes or None, profile="thorough" if thorough else "ci")
-    cases = suite.cases()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn("conformance"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  console=err, transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("", total=len(cases))
-        report = suite.run(on_result=lambda r: bar.update(task, advance=1, description=escape(f"{r.check} {r.subject}")))
+    with thread_environment(threads):  # before the frameworks start
+        suite = Suite(backends=backends or None, losses=losses or None, regularizers=regularizers or None,
+                      architectures=architectures or None, training=training, checks=checks or None,
+                      dtypes=dtypes or None, profile="thorough" if thorough else "ci")
+        cases = suite.cases()
+        with Progress(TextColumn("conformance"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                      console=err, transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("", total=len(cases))
+            report = suite.run(on_result=lambda r: bar.update(task, advance=1,
+                                                              description=escape(f"{r.check} {r.subject}")))
     report.render(out, durations=durations)
     if json_path is not None:
         out.print(f"wrote {report.write_json(json_path)}", markup=False)

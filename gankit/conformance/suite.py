@@ -11,7 +11,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -25,6 +27,36 @@ from gankit.plugins import Registry, get_registry
 
 
 # -- backends -----------------------------------------------------------------------
+#: The environment variables that size torch's and TensorFlow's CPU thread pools, read
+#: when each framework starts.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+@contextmanager
+def thread_environment(threads: int | None = None):
+    """The frameworks' CPU threads for a suite run in a process of its own (the CLI), set
+    in the environment before torch or TensorFlow starts: ``threads`` when given; else a
+    variable the environment already sets; else 1 on a machine with 2 usable CPUs or fewer,
+    as ``gankit train`` chooses (the checks run small nets, and on a busy 2-core machine a
+    thread per core costs more than it saves), the frameworks' own default above that.
+    The environment is restored afterwards; a framework already started keeps its pools."""
+    from gankit.threads import usable_cpus
+
+    saved = {var: os.environ.get(var) for var in THREAD_VARIABLES}
+    count = threads if threads is not None else (1 if usable_cpus() <= 2 else None)
+    try:
+        for var in THREAD_VARIABLES:
+            if count is not None and (threads is not None or var not in os.environ):
+                os.environ[var] = str(count)
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
 class BackendHandle:
     """A backend under test: its object, version, cached ops and dtype support."""
 
@@ -293,6 +325,7 @@ class Suite:
             "python": sys.version.split()[0],
             "platform": platform.platform(terse=True),
             "profile": self.profile,
+            "threads": {var: os.environ[var] for var in THREAD_VARIABLES if var in os.environ},
             "backends": {h.name: h.version for h in self.handles},
             "unavailable": dict(self.unavailable),
             "single_backend": {s.label: list(s.backends) for s in self.subjects
@@ -334,4 +367,4 @@ def assert_conforms(**selection) -> None:
         raise AssertionError("\n".join(lines))
 
 
-__all__ = ["BackendHandle", "Suite", "run_suite", "assert_conforms", "parse_choice"]
+__all__ = ["BackendHandle", "Suite", "run_suite", "assert_conforms", "parse_choice", "thread_environment"]

@@ -2,6 +2,7 @@
 what does not apply, what is not installed, and plugins that crash."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -66,6 +67,37 @@ def test_cli_durations_lists_the_slowest_checks_and_the_time_per_kind(registry, 
                                   ("loss.x", "torch", 3.0, 2.0, 2)]
     assert report.seconds_by_kind() == {"loss": (5.5, 4.5), "training": (0.5, 4.0)}
     assert main(["conformance", "--durations", "-1"]) == 2  # a usage error
+
+
+def test_threads_are_set_for_the_run_and_restored_after(monkeypatch):
+    import gankit.threads
+    from gankit.conformance.suite import THREAD_VARIABLES, thread_environment
+
+    for var in THREAD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(gankit.threads, "usable_cpus", lambda: 2)
+    with thread_environment(None):  # 2 CPUs: one thread, as gankit train chooses
+        assert {v: os.environ.get(v) for v in THREAD_VARIABLES} == dict.fromkeys(THREAD_VARIABLES, "1")
+    assert not any(v in os.environ for v in THREAD_VARIABLES)
+    monkeypatch.setattr(gankit.threads, "usable_cpus", lambda: 16)
+    with thread_environment(None):  # many CPUs: the frameworks' own default
+        assert not any(v in os.environ for v in THREAD_VARIABLES)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    with thread_environment(None):  # the environment's own setting is kept
+        assert os.environ["OMP_NUM_THREADS"] == "4"
+    with thread_environment(3):  # --threads wins
+        assert {v: os.environ.get(v) for v in THREAD_VARIABLES} == dict.fromkeys(THREAD_VARIABLES, "3")
+    assert os.environ["OMP_NUM_THREADS"] == "4" and "TF_NUM_INTRAOP_THREADS" not in os.environ
+
+
+def test_cli_threads_option_reaches_the_report_header(registry, tmp_path, capsys):
+    path = tmp_path / "report.json"
+    rc = main(["conformance", "--backend", "torch", "--loss", "correct", "--dtype", "float32",
+               "--check", "loss.saturation", "--threads", "2", "--json", str(path)])
+    assert rc == 0, capsys.readouterr().out
+    assert json.loads(path.read_text())["threads"] == {"OMP_NUM_THREADS": "2", "TF_NUM_INTRAOP_THREADS": "2",
+                                                      "TF_NUM_INTEROP_THREADS": "2"}
+    assert main(["conformance", "--threads", "0"]) == 2  # a usage error
 
 
 def test_cli_unknown_plugin_is_a_one_line_error(registry, capsys):
