@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 import jax
+
+from gankit_jax.nn import load_weights
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,8 @@ class GeneratorFunction:
 
 def generator_module(trainer) -> GeneratorFunction:
     """The trainer's sampling generator (the EMA one when it keeps one), its weights a
-    snapshot of the trainer's at the time of the call."""
-    net = trainer.nets["generator"]
-    weights = trainer.state[trainer.sampler]
-    copy = jax.tree_util.tree_map(lambda a: jax.numpy.array(np.asarray(a)), {"p": weights["params"],
-                                                                           "b": weights["buffers"]})
-    return GeneratorFunction(apply=jax.jit(net.__call__), params=copy["p"], buffers=copy["b"],
-                             conditional=net.conditional)
+    snapshot of the trainer's at the time of the call (read through the trainer's public
+    ``export_weights``)."""
+    loaded = load_weights(trainer.nets["generator"], trainer.export_weights(trainer.sampler))
+    return GeneratorFunction(apply=jax.jit(loaded.net.__call__), params=loaded.params, buffers=loaded.buffers,
+                             conditional=loaded.net.conditional)

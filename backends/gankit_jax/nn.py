@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from gankit.nets import NetSpec
-from gankit.trainer import check_weights as _check_canonical, weight_shapes
+from gankit.trainer import check_weights as _check_canonical
 
 
 @dataclass
@@ -308,28 +308,44 @@ def build_net(spec: NetSpec) -> JaxNet:
     return JaxNet(spec)
 
 
-def canonical_shapes(spec: NetSpec) -> dict[str, tuple[int, ...]]:
-    """Every parameter and buffer of the spec, by canonical name."""
-    return weight_shapes(spec)
+@dataclass(frozen=True)
+class LoadedNet:
+    """A :class:`JaxNet` with its weights (``params``, ``buffers``: dicts of jax arrays by
+    canonical name): what :func:`load_weights` returns and :func:`export_weights` reads.
+    jax arrays are immutable, so loading makes a new one where torch and TensorFlow assign
+    in place. ``loaded(x)`` or ``loaded(x, labels)`` is the net's eval-mode output."""
+
+    net: JaxNet
+    params: dict
+    buffers: dict
+
+    @property
+    def spec(self) -> NetSpec:
+        return self.net.spec
+
+    def __call__(self, x, labels=None):
+        return self.net(self.params, self.buffers, x, labels)
 
 
-def check_weights(spec: NetSpec, weights: Mapping[str, np.ndarray], prefix: str = "") -> None:
-    """Raise :class:`gankit.CheckpointError` unless ``weights`` has exactly the spec's
-    names and shapes."""
-    _check_canonical(spec, weights, prefix)
+def check_weights(net: JaxNet | LoadedNet, weights: Mapping[str, np.ndarray], prefix: str = "") -> None:
+    """Raise :class:`gankit.CheckpointError` unless ``weights`` has exactly the names and
+    shapes of ``net``'s spec; ``prefix`` (e.g. ``"generator."``) labels messages."""
+    _check_canonical(net.spec, weights, prefix)
 
 
-def load_weights(spec: NetSpec, weights: Mapping[str, np.ndarray], prefix: str = "", device=None) -> tuple[dict, dict]:
-    """Canonical ``weights`` (checked first) as ``(params, buffers)`` of float32 jax
-    arrays on ``device``."""
-    check_weights(spec, weights, prefix)
+def load_weights(net: JaxNet | LoadedNet, weights: Mapping[str, np.ndarray], prefix: str = "") -> LoadedNet:
+    """``net`` with canonical ``weights`` (checked first) as float32 jax arrays on jax's
+    default device: a new :class:`LoadedNet` (``net`` itself is unchanged)."""
+    check_weights(net, weights, prefix)
+    spec = net.spec
 
     def put(name):
-        return jax.device_put(np.asarray(weights[name], dtype=np.float32), device)
+        return jnp.asarray(np.asarray(weights[name], dtype=np.float32))
 
-    return ({k: put(k) for k in spec.parameter_shapes()}, {k: put(k) for k in spec.buffer_shapes()})
+    return LoadedNet(getattr(net, "net", net), {k: put(k) for k in spec.parameter_shapes()},
+                     {k: put(k) for k in spec.buffer_shapes()})
 
 
-def export_weights(params: Mapping[str, Any], buffers: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Parameters and buffers by canonical name, as float32 numpy copies."""
-    return {k: np.array(v, dtype=np.float32) for k, v in {**params, **buffers}.items()}
+def export_weights(net: LoadedNet) -> dict[str, np.ndarray]:
+    """Parameters and buffers of a :class:`LoadedNet` by canonical name, as float32 numpy copies."""
+    return {k: np.array(v, dtype=np.float32) for k, v in {**net.params, **net.buffers}.items()}

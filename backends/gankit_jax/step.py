@@ -44,7 +44,7 @@ from gankit.trainer import ROLES, BaseTrainer, DUpdate, StepHyper
 
 from gankit_jax import distributed
 from gankit_jax.device import device_name, resolve_device, set_threads
-from gankit_jax.nn import build_net, export_weights, load_weights
+from gankit_jax.nn import JaxNet, LoadedNet, build_net, export_weights, load_weights
 from gankit_jax.ops import JaxOps
 from gankit_jax.optim import Optimizer
 
@@ -262,13 +262,16 @@ class JaxTrainer(BaseTrainer):
             key = jax.random.PRNGKey(int(seed))
         return self._latent(key, n)
 
+    def _net(self, net: str) -> JaxNet:
+        return self.nets["generator" if net == "generator_ema" else net]
+
     def export_weights(self, net: str) -> dict[str, np.ndarray]:
         v = self.state[net]
-        return export_weights(v["params"], v["buffers"])
+        return export_weights(LoadedNet(self._net(net), v["params"], v["buffers"]))
 
     def import_weights(self, net: str, weights: Mapping[str, np.ndarray]) -> None:
-        params, buffers = load_weights(self._spec(net), weights, f"{net}.", self.jax_device)
-        self.state = {**self.state, net: {"params": params, "buffers": buffers}}
+        loaded = load_weights(self._net(net), weights, f"{net}.")
+        self.state = {**self.state, net: self._put({"params": loaded.params, "buffers": loaded.buffers})}
 
     def export_optimizer(self, role: str) -> dict[str, np.ndarray]:
         return self.optimizers[role].export_state(self.state["optimizer"][role])

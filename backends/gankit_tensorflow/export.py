@@ -63,9 +63,7 @@ def generator_module(trainer) -> GeneratorModule:
     """The trainer's sampling generator (the EMA one when it keeps one) as a
     :class:`GeneratorModule`: a copy of its weights, so using or training it leaves the
     trainer alone."""
-    from gankit_tensorflow.nn import TensorFlowNet, export_weights, load_weights
+    from gankit_tensorflow.nn import build_net, load_weights
 
-    source = trainer.nets[trainer.sampler]
-    net = TensorFlowNet(source.spec)
-    load_weights(net, export_weights(source))
+    net = load_weights(build_net(trainer.nets[trainer.sampler].spec), trainer.export_weights(trainer.sampler))
     return GeneratorModule(net)

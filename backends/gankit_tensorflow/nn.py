@@ -392,9 +392,10 @@ def _same_padding_plan(k: int, s: int, pad: int, output_padding: int) -> int | s
     return None
 
 
-def build_net(spec: NetSpec, dtype: str = "float32", seed: int = 0, compute_dtype: str | None = None) -> TensorFlowNet:
-    """Build ``spec`` as a :class:`TensorFlowNet` (``compute_dtype``: see the class)."""
-    return TensorFlowNet(spec, dtype=dtype, seed=seed, compute_dtype=compute_dtype)
+def build_net(spec: NetSpec) -> TensorFlowNet:
+    """Build ``spec`` as a :class:`TensorFlowNet` (float32, seed 0; load canonical weights
+    next). The class itself takes a dtype, a seed and a compute dtype."""
+    return TensorFlowNet(spec)
 
 
 def export_weights(net: TensorFlowNet) -> dict[str, np.ndarray]:
@@ -421,9 +422,10 @@ def check_weights(net: TensorFlowNet, weights: dict[str, np.ndarray], prefix: st
             )
 
 
-def load_weights(net: TensorFlowNet, weights: dict[str, np.ndarray], prefix: str = "") -> None:
-    """Assign canonical weights to ``net``. Names and shapes are checked first
-    (:func:`check_weights`), so a mismatch changes nothing."""
+def load_weights(net: TensorFlowNet, weights: dict[str, np.ndarray], prefix: str = "") -> TensorFlowNet:
+    """Assign canonical weights to ``net`` in place; returns ``net``. Names and shapes are
+    checked first (:func:`check_weights`), so a mismatch changes nothing."""
     check_weights(net, weights, prefix)
     for k, var in {**net.params, **net.buffers}.items():
         var.assign(np.asarray(weights[k], dtype=var.dtype.as_numpy_dtype))
+    return net

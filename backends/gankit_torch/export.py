@@ -21,10 +21,15 @@ class _Sampler(torch.nn.Module):
         return self.net(z, labels) if self.conditional else self.net(z)
 
 
+def _sampling_net(trainer) -> torch.nn.Module:
+    """The trainer's live sampling generator: its EMA one (``trainer.ema``) when it keeps one."""
+    return trainer.ema if trainer.sampler == "generator_ema" else trainer.nets["generator"]
+
+
 def export_generator(trainer, path: str | Path, opset: int = 17) -> list[str]:
     """Write the trainer's sampling generator (the EMA one when it keeps one) in eval
     mode as ONNX; returns the input names. The batch axis is dynamic."""
-    net = getattr(trainer, "ema", None) or trainer.nets["generator"]
+    net = _sampling_net(trainer)
     spec = trainer.setup.generator
     conditional = bool(spec.conditional)
     model = _Sampler(copy.deepcopy(net).to("cpu").float(), conditional).eval()
@@ -47,5 +52,5 @@ def generator_module(trainer) -> torch.nn.Module:
     """The trainer's sampling generator (the EMA one when it keeps one) as a
     ``torch.nn.Module`` in eval mode: a copy, so using or training it leaves the trainer
     alone. Call it as ``gen(z)`` or, class-conditional, ``gen(z, labels)``."""
-    net = getattr(trainer, "ema", None) or trainer.nets["generator"]
+    net = _sampling_net(trainer)
     return copy.deepcopy(net).eval()

@@ -17,12 +17,12 @@ from torch import nn
 
 from gankit import ConfigError
 
-from gankit_torch.nn import export_weights
+from gankit_torch.nn import SpecNet, export_weights
 
 BACKEND = "torch"
 
 
-class NativeModule(nn.Module):
+class NativeModule(SpecNet, nn.Module):
     """The plugin's module under gankit's calling convention; its names are the module's own."""
 
     def __init__(self, module: nn.Module, conditional: bool):
@@ -87,6 +87,7 @@ def build_native(spec) -> NativeModule:
     if not isinstance(module, nn.Module):
         raise ConfigError(f"{_what(spec)} returned {type(module).__name__}, not a torch.nn.Module")
     net = NativeModule(module, spec.conditional).float()
+    net.spec = spec  # what gankit_torch.nn's weight I/O reads
     params, buffers = _state_shapes(spec, module)
     _check_output(spec, net)
     spec.record_state(params, buffers, BACKEND)
@@ -100,4 +101,4 @@ def native_weights(spec, seed: int) -> dict[str, np.ndarray]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_native(spec)
-    return export_weights(net, spec)
+    return export_weights(net)

@@ -22,8 +22,37 @@ from torch import nn
 from gankit import NetSpec
 from gankit.trainer import check_weights as _check_canonical, weight_shapes
 
+from gankit_torch.layout import transposed_names
 
-class Net(nn.Sequential):
+
+class _SharedSpec:
+    """A spec that ``copy.deepcopy`` shares instead of copying (a spec is immutable, and a
+    native one may hold its plugin's builder, which cannot be copied)."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class SpecNet:
+    """A module that carries the spec it was built from, as ``net.spec`` (what
+    :func:`check_weights`, :func:`load_weights` and :func:`export_weights` read); copies of
+    the module share it."""
+
+    @property
+    def spec(self):
+        return self._shared_spec.spec
+
+    @spec.setter
+    def spec(self, spec) -> None:
+        self._shared_spec = _SharedSpec(spec)
+
+
+class Net(SpecNet, nn.Sequential):
     """A spec's layers in order; children that read class labels get them."""
 
     def forward(self, x, labels=None):
@@ -47,7 +76,7 @@ class Reshape(nn.Module):
 
 
 # -- spectral normalisation --------------------------------------------------------
-def spectral_normalize(module: nn.Module, weight: torch.Tensor, name: str, rows_first) -> torch.Tensor:
+def _spectral_normalize(module: nn.Module, weight: torch.Tensor, name: str, rows_first) -> torch.Tensor:
     """``weight / sigma`` with gankit's power iteration (see :class:`gankit.nets.SpectralNorm`).
 
     ``rows_first(weight)`` is the weight as a matrix with one row per output; ``u`` is
@@ -90,7 +119,7 @@ class _SN:
 
     def _weight(self, rows_first, name: str = "weight"):
         w = getattr(self, name)
-        return w if self.sn is None else spectral_normalize(self, w, name, rows_first)
+        return w if self.sn is None else _spectral_normalize(self, w, name, rows_first)
 
 
 class Linear(nn.Linear, _SN):
@@ -271,25 +300,18 @@ def build_net(spec: NetSpec) -> Net:
         raise NotImplementedError(f"the torch backend cannot build layer kind(s) {unknown} of net {spec.name!r}; "
                                   f"supported: {', '.join(SUPPORTED_LAYERS)}")
     shapes = spec.shapes()
-    return Net(*(_build_layer(layer, shapes[i]) for i, layer in enumerate(spec.layers)))
+    net = Net(*(_build_layer(layer, shapes[i]) for i, layer in enumerate(spec.layers)))
+    net.spec = spec
+    return net
 
 
-def transposed_names(spec: NetSpec) -> set[str]:
-    """Canonical names whose torch layout is the transpose of the canonical one."""
-    return {f"{prefix}weight" for prefix, layer, _ in spec.walk() if layer.kind == "dense"}
-
-
-def canonical_shapes(spec: NetSpec) -> dict[str, tuple[int, ...]]:
-    """Every parameter and buffer of the spec, by canonical name."""
-    return weight_shapes(spec)
-
-
-def export_weights(module: nn.Module, spec: NetSpec) -> dict[str, np.ndarray]:
-    """The module's parameters and buffers in the canonical layout (float32 copies)."""
-    state = module.state_dict()
+def export_weights(net: nn.Module) -> dict[str, np.ndarray]:
+    """The parameters and buffers of ``net`` (a net from :func:`build_net`, or a native
+    module, that carries its ``spec``) in the canonical layout (float32 copies)."""
+    spec, state = net.spec, net.state_dict()
     flip = transposed_names(spec)
     out = {}
-    for name in canonical_shapes(spec):
+    for name in weight_shapes(spec):
         t = state[name].detach()
         if name in flip:
             t = t.t()
@@ -297,22 +319,24 @@ def export_weights(module: nn.Module, spec: NetSpec) -> dict[str, np.ndarray]:
     return out
 
 
-def check_weights(spec: NetSpec, weights: Mapping[str, np.ndarray], prefix: str = "") -> None:
-    """Raise :class:`gankit.CheckpointError` unless ``weights`` has exactly the spec's
-    names and shapes (:func:`gankit.trainer.check_weights`)."""
-    _check_canonical(spec, weights, prefix)
+def check_weights(net: nn.Module, weights: Mapping[str, np.ndarray], prefix: str = "") -> None:
+    """Raise :class:`gankit.CheckpointError` unless ``weights`` has exactly the names and
+    shapes of ``net``'s spec (:func:`gankit.trainer.check_weights`); ``prefix`` (e.g.
+    ``"generator."``) labels messages."""
+    _check_canonical(net.spec, weights, prefix)
 
 
 @torch.no_grad()
-def load_weights(module: nn.Module, spec: NetSpec, weights: Mapping[str, np.ndarray], prefix: str = "") -> None:
-    """Copy canonical ``weights`` into the module (checked first; nothing is changed
-    if they do not match)."""
-    check_weights(spec, weights, prefix)
-    state = module.state_dict()  # tensors share storage with the module's
+def load_weights(net: nn.Module, weights: Mapping[str, np.ndarray], prefix: str = "") -> nn.Module:
+    """Copy canonical ``weights`` into ``net`` in place (checked first; nothing is changed
+    if they do not match); returns ``net``."""
+    check_weights(net, weights, prefix)
+    spec, state = net.spec, net.state_dict()  # tensors share storage with the module's
     flip = transposed_names(spec)
-    for name in canonical_shapes(spec):
+    for name in weight_shapes(spec):
         target = state[name]
         value = torch.as_tensor(np.asarray(weights[name]), dtype=target.dtype)
         if name in flip:
             value = value.t()
         target.copy_(value.to(target.device))
+    return net

@@ -24,7 +24,8 @@ from gankit_torch import distributed, native
 from gankit_torch.amp import Precision
 from gankit_torch.compiled import forwards
 from gankit_torch.device import device_name, resolve_device, set_threads
-from gankit_torch.nn import build_net, export_weights, load_weights, transposed_names
+from gankit_torch.layout import transposed_names
+from gankit_torch.nn import build_net, export_weights, load_weights
 from gankit_torch.ops import TorchOps
 from gankit_torch.streams import draw, generator_states, make_generator, set_generator_states
 from gankit_torch.optim import backward_and_step, build_optimizer, export_optimizer_state, load_optimizer_state
@@ -231,10 +232,10 @@ class TorchTrainer(BaseTrainer):
         return self.ema if net == "generator_ema" else self.nets[net]
 
     def export_weights(self, net: str) -> dict[str, np.ndarray]:
-        return export_weights(self._module(net), self._spec(net))
+        return export_weights(self._module(net))
 
     def import_weights(self, net: str, weights: Mapping[str, np.ndarray]) -> None:
-        load_weights(self._module(net), self._spec(net), weights, prefix=f"{net}.")
+        load_weights(self._module(net), weights, prefix=f"{net}.")
 
     def _optimizer_args(self, role: str):
         return (self.optimizers[role], self.settings(role), dict(self.nets[role].named_parameters()),

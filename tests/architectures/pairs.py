@@ -11,6 +11,7 @@ tf = pytest.importorskip("tensorflow")
 from gankit.initializers import net_weights  # noqa: E402
 from gankit_tensorflow import nn as tf_nn  # noqa: E402
 from gankit_torch import nn as torch_nn  # noqa: E402
+from gankit_torch.layout import transposed_names  # noqa: E402
 
 
 def random_weights(spec, seed=0):
@@ -39,7 +40,7 @@ class Pair:
         self.spec = spec
         self.weights = weights if weights is not None else random_weights(spec)
         self.torch = torch_nn.build_net(spec)
-        torch_nn.load_weights(self.torch, spec, self.weights)
+        torch_nn.load_weights(self.torch, self.weights)
         self.tf = tf_nn.TensorFlowNet(spec)
         tf_nn.load_weights(self.tf, self.weights)
 
@@ -50,7 +51,7 @@ class Pair:
         with torch.no_grad():
             a = self.torch(*args).numpy()
         b = self.tf(x, training, labels).numpy()
-        return a, b, torch_nn.export_weights(self.torch, self.spec), tf_nn.export_weights(self.tf)
+        return a, b, torch_nn.export_weights(self.torch), tf_nn.export_weights(self.tf)
 
     def gradients(self, x, labels=None):
         """Gradients of sum(out * r) w.r.t. every parameter and the input, on both, training mode."""
@@ -59,7 +60,7 @@ class Pair:
         xt = torch.from_numpy(x).requires_grad_(True)
         args = (xt,) + (() if labels is None else (torch.from_numpy(labels),))
         (self.torch(*args) * torch.from_numpy(r)).sum().backward()
-        flip = torch_nn.transposed_names(self.spec)
+        flip = transposed_names(self.spec)
         params = dict(self.torch.named_parameters())
         gt = {k: (params[k].grad.t() if k in flip else params[k].grad).numpy() for k in self.spec.parameter_shapes()}
         gt["input"] = xt.grad.numpy()

@@ -21,14 +21,6 @@ BACKENDS = [b for b in ("torch", "tensorflow", "jax") if importlib.util.find_spe
 
 #: (module, function) -> why the backends differ there. Shrink it; never grow it silently.
 KNOWN_DIFFERENCES = {
-    # nn: torch builds modules from specs, TensorFlow a tf.Module that is its own state, jax a pure function
-    ("nn", "build_net"): "TensorFlow also takes dtype, seed and compute_dtype",
-    ("nn", "check_weights"): "torch and jax check against the spec, TensorFlow against the net",
-    ("nn", "export_weights"): "torch (module, spec), TensorFlow (net), jax (params, buffers)",
-    ("nn", "load_weights"): "torch loads into a module, TensorFlow into a net, jax returns (params, buffers)",
-    ("nn", "canonical_shapes"): "torch and jax; TensorFlow reads shapes from its variables",
-    ("nn", "spectral_normalize"): "torch only (a function of the module); TensorFlow and jax do it per layer call",
-    ("nn", "transposed_names"): "torch only: nn.Linear stores the transpose of the canonical dense weight",
     # optim
     ("optim", "export_optimizer_state"): "torch only; TensorFlow's and jax's optimizers have methods",
     ("optim", "backward_and_step"): "torch only: backward, GradScaler, clipping, step; TensorFlow's and jax's "

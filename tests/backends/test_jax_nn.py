@@ -16,9 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "architectures"))
 
 import jax.numpy as jnp  # noqa: E402
 
+import gankit  # noqa: E402
 from gankit import nets as n  # noqa: E402
 from gankit_jax import nn as jax_nn  # noqa: E402
 from gankit_torch import nn as torch_nn  # noqa: E402
+from gankit_torch.layout import transposed_names  # noqa: E402
 from test_layers import CASES, inputs, spec_of  # noqa: E402
 from pairs import assert_close, random_weights  # noqa: E402
 
@@ -29,10 +31,11 @@ class JaxTorch:
     def __init__(self, spec, weights=None):
         self.spec = spec
         self.weights = weights if weights is not None else random_weights(spec)
-        self.params, self.buffers = jax_nn.load_weights(spec, self.weights)
         self.net = jax_nn.build_net(spec)
+        loaded = jax_nn.load_weights(self.net, self.weights)
+        self.params, self.buffers = loaded.params, loaded.buffers
         self.torch = torch_nn.build_net(spec)
-        torch_nn.load_weights(self.torch, spec, self.weights)
+        torch_nn.load_weights(self.torch, self.weights)
 
     def run(self, x, labels=None, training=False):
         self.torch.train(training)
@@ -40,7 +43,8 @@ class JaxTorch:
             a = self.torch(torch.from_numpy(x), None if labels is None else torch.from_numpy(labels)).numpy()
         b, buffers = self.net.apply(self.params, self.buffers, x, labels, training=training,
                                     key=jax.random.PRNGKey(0))
-        return a, np.asarray(b), torch_nn.export_weights(self.torch, self.spec), jax_nn.export_weights(self.params, buffers)
+        return a, np.asarray(b), torch_nn.export_weights(self.torch), \
+            jax_nn.export_weights(jax_nn.LoadedNet(self.net, self.params, buffers))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -59,7 +63,7 @@ def test_same_function_as_torch(case):
             assert_close(state_t[k], state_j[k], f"{case} {k}")
             if k.endswith(("running_mean", "running_var", "_u")) and state_t[k].size > 1:
                 assert (not np.array_equal(state_j[k], pair.weights[k])) == training, k
-        torch_nn.load_weights(pair.torch, spec, pair.weights)  # the next mode starts from the same buffers
+        torch_nn.load_weights(pair.torch, pair.weights)  # the next mode starts from the same buffers
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("dropout")])
@@ -71,7 +75,7 @@ def test_same_gradients_as_torch(case):
     pair.torch.train(True)
     xt = torch.from_numpy(x).requires_grad_(True)
     (pair.torch(xt, None if y is None else torch.from_numpy(y)) * torch.from_numpy(r)).sum().backward()
-    flip = torch_nn.transposed_names(spec)
+    flip = transposed_names(spec)
     params = dict(pair.torch.named_parameters())
     want = {k: (params[k].grad.t() if k in flip else params[k].grad).numpy() for k in spec.parameter_shapes()}
     want["input"] = xt.grad.numpy()
@@ -113,3 +117,21 @@ def test_layer_table_covers_the_vocabulary_and_refuses_what_it_lacks(monkeypatch
     monkeypatch.delitem(jax_nn.LAYERS, "upsample")
     with pytest.raises(NotImplementedError, match=r"cannot build layer kind\(s\) \['upsample'\]"):
         jax_nn.build_net(spec_of("upsample"))
+
+
+def test_load_weights_returns_a_loaded_net_and_export_reads_it():
+    spec = spec_of("dense")
+    net, weights = jax_nn.build_net(spec), random_weights(spec)
+    loaded = jax_nn.load_weights(net, weights, prefix="generator.")
+    assert isinstance(loaded, jax_nn.LoadedNet) and loaded.net is net and loaded.spec is spec
+    out = jax_nn.export_weights(loaded)
+    assert set(out) == set(weights)
+    for k, v in weights.items():
+        np.testing.assert_array_equal(out[k], np.asarray(v, np.float32))
+    x, y = inputs(spec)
+    np.testing.assert_array_equal(np.asarray(loaded(x, y)), np.asarray(net(loaded.params, loaded.buffers, x, y)))
+    again = jax_nn.load_weights(loaded, {k: v * 0 for k, v in weights.items()})  # a new one; loaded unchanged
+    assert again.net is net and not any(np.any(a) for a in jax_nn.export_weights(again).values())
+    np.testing.assert_array_equal(jax_nn.export_weights(loaded)[next(iter(weights))], out[next(iter(weights))])
+    with pytest.raises(gankit.CheckpointError, match="generator."):
+        jax_nn.load_weights(net, dict(list(weights.items())[1:]), prefix="generator.")

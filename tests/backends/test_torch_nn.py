@@ -83,14 +83,14 @@ def test_forward_matches_numpy(train):
     w = _weights()
     x = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
     net = build_net(SPEC)
-    load_weights(net, SPEC, w)
+    load_weights(net, w)
     net.train(train)
     with torch.no_grad():
         got = net(torch.from_numpy(x)).numpy()
     want, stats = _numpy_forward(w, x.astype(np.float64), train)
     assert got.shape == (16, 2)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    after = export_weights(net, SPEC)
+    after = export_weights(net)
     if train:
         np.testing.assert_allclose(after["1.running_mean"], stats["mean"], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(after["1.running_var"], stats["var"], rtol=1e-4, atol=1e-5)
@@ -100,7 +100,7 @@ def test_forward_matches_numpy(train):
 
 def test_export_uses_canonical_names_and_layouts():
     net = build_net(SPEC)
-    out = export_weights(net, SPEC)
+    out = export_weights(net)
     assert {k: v.shape for k, v in out.items()} == {**SPEC.parameter_shapes(), **SPEC.buffer_shapes()}
     assert all(v.dtype == np.float32 for v in out.values())
     # dense (in, out) is the transpose of torch's (out, in)
@@ -110,8 +110,8 @@ def test_export_uses_canonical_names_and_layouts():
 def test_round_trip_is_exact_and_exports_are_copies():
     w = _weights(3)
     net = build_net(SPEC)
-    load_weights(net, SPEC, w)
-    out = export_weights(net, SPEC)
+    load_weights(net, w)
+    out = export_weights(net)
     assert out.keys() == w.keys()
     for k in w:
         np.testing.assert_array_equal(out[k], w[k])
@@ -131,13 +131,13 @@ def test_round_trip_is_exact_and_exports_are_copies():
 )
 def test_mismatched_weights_raise_one_line_and_change_nothing(edit, message):
     net = build_net(SPEC)
-    before = export_weights(net, SPEC)
+    before = export_weights(net)
     w = _weights()
     edit(w)
     with pytest.raises(CheckpointError, match=re.escape(message)) as err:
-        load_weights(net, SPEC, w)
+        load_weights(net, w)
     assert "\n" not in str(err.value)
-    for k, v in export_weights(net, SPEC).items():
+    for k, v in export_weights(net).items():
         np.testing.assert_array_equal(v, before[k])
 
 
@@ -146,3 +146,16 @@ def test_gradients_flow_to_every_parameter():
     net(torch.randn(5, 3)).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
     assert gankit.NetSpec.model_validate(SPEC.model_dump()).parameter_count() == sum(p.numel() for p in net.parameters())
+
+
+def test_weight_io_is_net_first_and_copies_share_the_spec():
+    import copy
+
+    net = build_net(SPEC)
+    assert net.spec is SPEC and load_weights(net, _weights()) is net  # loads in place, returns the net
+    twin = copy.deepcopy(net)
+    assert twin.spec is SPEC
+    for k, v in export_weights(net).items():
+        np.testing.assert_array_equal(export_weights(twin)[k], v)
+    with pytest.raises(gankit.CheckpointError, match="missing generator.0.weight"):
+        load_weights(net, {k: v for k, v in _weights().items() if k != "0.weight"}, prefix="generator.")

@@ -369,8 +369,9 @@ def run_jax(arch: str, steps: int, warmup: int, compiled: bool, device: str, own
         g_spec, d_spec = gankit_specs(arch)
         w = initial_weights(g_spec, d_spec, "default", 0)
         g_net, d_net = build_net(g_spec), build_net(d_spec)
-        (gp, gs), (dp, ds) = (load_weights(spec, {k[len(r) + 1:]: v for k, v in w.items() if k.startswith(r + ".")})
-                              for spec, r in ((g_spec, "generator"), (d_spec, "discriminator")))
+        (gp, gs), (dp, ds) = ((lambda n: (n.params, n.buffers))(
+            load_weights(net, {k[len(r) + 1:]: v for k, v in w.items() if k.startswith(r + ".")}))
+            for net, r in ((g_net, "generator"), (d_net, "discriminator")))
         adam = Optimizer(OptimizerSettings("adam", LR, betas=(0.9, 0.999)))
 
         def g_apply(p, s, z, key):
