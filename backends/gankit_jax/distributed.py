@@ -14,8 +14,9 @@ import os
 from gankit.errors import ConfigError
 from gankit.protocol import ProcessGroup
 
-_REFUSAL = "the jax backend trains in one process: data-parallel training is optional and this backend has none"
-_HINT = "train on one process (training.distributed = 'off'), or with backend=torch or tensorflow"
+#: Why a multi-process or multi-replica run is refused, and what to do instead.
+REFUSAL = "the jax backend trains in one process: data-parallel training is optional and this backend has none"
+HINT = "train on one process (training.distributed = 'off'), or with backend=torch or tensorflow"
 
 
 def launcher_world_size() -> int:
@@ -35,13 +36,7 @@ def launcher_world_size() -> int:
 def init(mode: str = "auto", device: str = "auto") -> ProcessGroup:
     """This process alone (``mode`` off or auto outside a launcher); anything else is refused."""
     if mode == "mirrored":
-        raise ConfigError(f"training.distributed = 'mirrored': {_REFUSAL}", hint=_HINT)
+        raise ConfigError(f"training.distributed = 'mirrored': {REFUSAL}", hint=HINT)
     if mode != "off" and launcher_world_size() > 1:
-        raise ConfigError(f"{launcher_world_size()} processes were launched: {_REFUSAL}", hint=_HINT)
+        raise ConfigError(f"{launcher_world_size()} processes were launched: {REFUSAL}", hint=HINT)
     return ProcessGroup()
-
-
-def check_single_process(world_size: int) -> None:
-    """Refuse a :class:`gankit.TrainSetup` with ``world_size > 1``."""
-    if world_size > 1:
-        raise ConfigError(f"world_size {world_size}: {_REFUSAL}", hint=_HINT)

@@ -67,7 +67,8 @@ class JaxTrainer(BaseTrainer):
 
     def build(self) -> None:
         s = self.setup
-        distributed.check_single_process(s.world_size)
+        if s.world_size > 1:  # data-parallel training is optional: this backend has none
+            raise ConfigError(f"world_size {s.world_size}: {distributed.REFUSAL}", hint=distributed.HINT)
         if s.precision == "float16":
             raise ConfigError("precision float16 (loss scaling) is not implemented on the jax backend",
                               hint="use precision = 'bfloat16', or 'float32'")

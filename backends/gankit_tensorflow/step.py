@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 from gankit.nets import pack_samples  # noqa: E402
 from gankit.trainer import ROLES, BaseTrainer, DUpdate, StepHyper  # noqa: E402
 
-from gankit_tensorflow import distributed as tf_distributed  # noqa: E402
+from gankit_tensorflow import distributed as tf_distributed, strategy as tf_strategy  # noqa: E402
 from gankit_tensorflow.device import device_name, resolve_device, set_threads  # noqa: E402
 from gankit_tensorflow.native import native_weights  # noqa: E402
 from gankit_tensorflow.nn import TensorFlowNet, export_weights, load_weights  # noqa: E402
@@ -60,8 +60,8 @@ class TensorFlowTrainer(BaseTrainer):
         # float16 input gradients are not loss-scaled: penalties differentiate in float32.
         self._penalty_dtype = tf.float32 if s.precision == "float16" else self.compute_dtype
         tf.random.set_seed(s.seed)
-        self.strategy = tf_distributed.strategy()
-        with tf_distributed.variable_scope(self.strategy, self.tf_device):
+        self.strategy = tf_strategy.current()
+        with tf_strategy.variable_scope(self.strategy, self.tf_device):
             self.nets = {net: TensorFlowNet(self._spec(net)) for net in self._nets()}
             self.optimizers = {role: build_optimizer(self.nets[role].params, self.settings(role)) for role in ROLES}
             self.loss_scales = {role: LossScale(name=f"{role}_loss_scale") for role in ROLES} \
@@ -82,7 +82,7 @@ class TensorFlowTrainer(BaseTrainer):
         ys = (tf.TensorSpec([None], tf.int32),) if self.num_classes else ()
         ys_k = (tf.TensorSpec([self.n_critic, None], tf.int32),) if self.num_classes else ()
         step = self._train_step if self.strategy is None else \
-            tf_distributed.replicated(self.strategy, self._train_step, self.rank, self.world_size)
+            tf_strategy.replicated(self.strategy, self._train_step, self.rank, self.world_size)
         self._train_fn = fn(step, tf.TensorSpec([self.n_critic, None, *self.sample_shape], tf.float32), hyper, *ys_k)
         self._d_fn = fn(lambda real, h, *y: _stack(self._d_update(real, h, *y)), sample, hyper, *ys)
         reals = (sample,) if self.needs_real else ()  # else real is None

@@ -16,7 +16,7 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 class Precision:
     """A trainer's compute precision. ``bfloat16`` and ``float16`` run the forward passes
     and losses under ``torch.autocast`` (weights stay float32); ``float16`` also scales each
-    network's loss with its own ``GradScaler`` (see :func:`gankit_torch.optim.backward_and_step`),
+    network's loss with its own ``GradScaler`` (see :func:`gankit_torch.update.backward_and_step`),
     whose scales a resumed run restores (:meth:`state`)."""
 
     def __init__(self, precision: str, device: torch.device, roles: tuple[str, ...]):

@@ -36,13 +36,7 @@ class TorchBackend:
         """torchrun's process group (gloo on cpu, nccl on cuda), or a single process."""
         from gankit_torch import distributed
 
-        ctx = distributed.init(mode, device)
-        if not ctx.enabled:
-            return ProcessGroup()
-        return ProcessGroup(
-            rank=ctx.rank, world_size=ctx.world_size, device=distributed.rank_device(ctx, device),
-            description=f"torchrun, {ctx.backend}, {ctx.world_size} ranks",
-            barrier=lambda: distributed.barrier(ctx), shutdown=lambda: distributed.shutdown(ctx))
+        return distributed.init(mode, device)
 
     def generator_module(self, trainer: TorchTrainer):
         """The trainer's sampling generator as the framework's own module (see gankit_torch.export)."""

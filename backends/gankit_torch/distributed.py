@@ -1,57 +1,28 @@
-"""Data-parallel training on torch: one process per rank under ``torchrun``, each net
-wrapped in :class:`torch.nn.parallel.DistributedDataParallel`.
+"""Data-parallel training on torch: one process per rank under ``torchrun``.
 
 ``torchrun --nproc-per-node N -m gankit train ...`` sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK`` and the rendezvous address; :func:`init` joins the process group (gloo on
-cpu, nccl on cuda) and picks the rank's device. The trainer then wraps the generator and
-the discriminator in ``DistributedDataParallel`` (:func:`wrap`), and uses each wrapper
-exactly where its net is trained:
-
-* discriminator update: fakes come from the plain generator (``ddp.module``) under
-  ``no_grad``; the real and fake logits come from the wrapped discriminator (two forwards
-  before one backward is fine: each parameter's gradient accumulator fires once per
-  backward, with the sum); penalties differentiate the plain discriminator with
-  ``torch.autograd.grad(..., inputs=[samples], create_graph=True)``, which runs no
-  parameter's accumulator and so no DDP hook; the one ordinary ``backward`` of
-  loss + penalties then reaches every parameter, and DDP all-reduces (averages) the
-  gradients, double-backward terms included.
-* generator update: the wrapped generator, the plain discriminator, and
-  ``backward(inputs=generator parameters)``: DDP averages the generator's gradients and
-  the discriminator's reducer is not involved.
-
-What does not work, and is not done: a backward of a penalty alone (StyleGAN2's lazy R1)
-leaves the last layer's bias without a gradient, and the next forward fails with
-"Expected to have finished reduction in the prior iteration before starting a new one";
-``backward(create_graph=True)`` through a DDP module fails ("a leaf Variable that requires
-grad is being used in an in-place operation", after DDP's warning that higher-order
-gradients are not synchronized). Every parameter of the net being trained gets a gradient
-in each of its backward passes, so ``find_unused_parameters`` stays off (no graph walk
-after each forward) and ``static_graph`` too (nothing it enables is needed).
-
-Buffers (batch-norm running statistics): DDP's own buffer sync would broadcast rank 0's
-buffers before every forward of a wrapper (2 · n_critic + 1 per step) and leave the other
-ranks holding their own last update between steps; it is turned off, and the trainer
-broadcasts the floating-point buffers from rank 0 once, after each step (:func:`broadcast`).
-Rank 0's buffers are the same either way (nobody overwrites them); the other replicas end
-every step identical to it. ``gradient_as_bucket_view``: gradients are views into DDP's
-all-reduce buckets, which saves copying the averaged gradients back.
+cpu, nccl on cuda), picks the rank's device and reports the group as a
+:class:`gankit.protocol.ProcessGroup`. The trainer wraps its nets in
+``DistributedDataParallel`` (:mod:`gankit_torch.ddp`, which explains how each wrapper is
+used and how the buffers are kept in step) and reports the step's losses averaged over
+the ranks (:func:`all_reduce_mean`).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from gankit import ConfigError
+from gankit.protocol import ProcessGroup
 
 
 @dataclass(frozen=True)
-class Context:
+class _Context:
     """Where this process stands: its rank, the world size, and its device."""
 
     rank: int = 0
@@ -76,7 +47,7 @@ def launcher_world_size() -> int:
         return 1
 
 
-def init(mode: str = "auto", device: str = "auto") -> Context:
+def _join(mode: str, device: str) -> _Context:
     """Join torchrun's process group when ``mode`` is ``auto`` and ``WORLD_SIZE > 1``.
 
     The cpu uses gloo; cuda uses nccl with device ``cuda:LOCAL_RANK``. Called twice,
@@ -87,7 +58,7 @@ def init(mode: str = "auto", device: str = "auto") -> Context:
         raise ConfigError("training.distributed = 'mirrored' is TensorFlow's MirroredStrategy",
                           hint="on torch, launch with torchrun --nproc-per-node N and keep distributed = 'auto'")
     if mode == "off" or world <= 1:
-        return Context()
+        return _Context()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device not in ("cpu",) and torch.cuda.is_available()
@@ -96,60 +67,49 @@ def init(mode: str = "auto", device: str = "auto") -> Context:
         if use_cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
+    return _Context(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                    backend=dist.get_backend())
 
 
-def rank_device(ctx: Context, device: str) -> str:
+def _rank_device(ctx: _Context, device: str) -> str:
     """The device string a rank trains on: ``cuda:LOCAL_RANK`` under nccl, else ``device``."""
     if ctx.enabled and ctx.backend == "nccl":
         return f"cuda:{ctx.local_rank}"
     return device
 
 
-def wrap(module: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
-    """``module`` (already on ``device``) in ``DistributedDataParallel`` with the settings
-    the module docstring explains; ``device_ids`` names the rank's GPU, none on the cpu."""
-    if not (dist.is_available() and dist.is_initialized()):
-        raise ConfigError("data-parallel training needs torch.distributed's process group, which is not initialised",
-                          hint="launch with torchrun --nproc-per-node N (world_size > 1 comes from its environment)")
-    options = {"device_ids": [device.index] if device.type == "cuda" else None,
-               "find_unused_parameters": False, "static_graph": False, "gradient_as_bucket_view": True}
-    # torch 2.13 renamed broadcast_buffers (deprecated) to forward_sync_buffers.
-    sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters \
-        else "broadcast_buffers"
-    options[sync] = False
-    return DistributedDataParallel(module, **options)
-
-
-def all_reduce_mean(tensors: list[torch.Tensor], world_size: int) -> None:
-    """Average ``tensors`` over the ranks in place, in one coalesced all-reduce (the
-    step's reported losses: every rank reports the global means)."""
-    if world_size <= 1 or not tensors:
-        return
-    flat = torch._utils._flatten_dense_tensors(tensors)
+def all_reduce_mean(values: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``values`` averaged over the ranks of the process group, in place, in one coalesced
+    all-reduce (the step's reported losses: every rank reports the global means); returns
+    ``values`` (unchanged outside a process group)."""
+    world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world_size <= 1 or not values:
+        return values
+    flat = torch._utils._flatten_dense_tensors(values)
     dist.all_reduce(flat)
     flat.div_(world_size)
-    for t, synced in zip(tensors, torch._utils._unflatten_dense_tensors(flat, tensors)):
+    for t, synced in zip(values, torch._utils._unflatten_dense_tensors(flat, values)):
         t.copy_(synced)
+    return values
 
 
-def broadcast(tensors: list[torch.Tensor], world_size: int, src: int = 0) -> None:
-    """Overwrite ``tensors`` on every rank with rank ``src``'s values (one coalesced
-    broadcast): the nets' buffers after each step."""
-    if world_size <= 1 or not tensors:
-        return
-    flat = torch._utils._flatten_dense_tensors(tensors)
-    dist.broadcast(flat, src)
-    for t, synced in zip(tensors, torch._utils._unflatten_dense_tensors(flat, tensors)):
-        t.copy_(synced)
-
-
-def barrier(ctx: Context) -> None:
+def _barrier(ctx: _Context) -> None:
     if ctx.enabled:
         dist.barrier()
 
 
-def shutdown(ctx: Context) -> None:
+def _shutdown(ctx: _Context) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def init(mode: str = "auto", device: str = "auto") -> ProcessGroup:
+    """This process's place in torchrun's process group (joined when ``mode`` is ``auto``
+    and ``WORLD_SIZE > 1``; gloo on the cpu, nccl with device ``cuda:LOCAL_RANK`` on cuda),
+    or a single process. Called twice, it reports the group already joined."""
+    ctx = _join(mode, device)
+    if not ctx.enabled:
+        return ProcessGroup()
+    return ProcessGroup(rank=ctx.rank, world_size=ctx.world_size, device=_rank_device(ctx, device),
+                        description=f"torchrun, {ctx.backend}, {ctx.world_size} ranks",
+                        barrier=lambda: _barrier(ctx), shutdown=lambda: _shutdown(ctx))

@@ -20,7 +20,7 @@ import torch
 from gankit.nets import pack_samples
 from gankit.trainer import ROLES, BaseTrainer, DUpdate, StepHyper
 
-from gankit_torch import distributed, native
+from gankit_torch import ddp, distributed, native
 from gankit_torch.amp import Precision
 from gankit_torch.compiled import forwards
 from gankit_torch.device import device_name, resolve_device, set_threads
@@ -28,7 +28,8 @@ from gankit_torch.layout import transposed_names
 from gankit_torch.nn import build_net, export_weights, load_weights
 from gankit_torch.ops import TorchOps
 from gankit_torch.streams import draw, generator_states, make_generator, set_generator_states
-from gankit_torch.optim import backward_and_step, build_optimizer, export_optimizer_state, load_optimizer_state
+from gankit_torch.optim import build_optimizer
+from gankit_torch.update import backward_and_step, export_optimizer_state, load_optimizer_state
 
 
 def _scalar(x, what: str, device) -> torch.Tensor:
@@ -75,7 +76,7 @@ class TorchTrainer(BaseTrainer):
         self.ops = TorchOps(device=dev, dtype="float32", generator=self.noise)
         self._params = {role: list(self.nets[role].parameters()) for role in ROLES}
         self._buffers = [b for role in ROLES for b in self.nets[role].buffers() if b.is_floating_point()]
-        self.parallel = {role: distributed.wrap(self.nets[role], dev) for role in ROLES} if self.world_size > 1 else {}
+        self.parallel = {role: ddp.wrap(self.nets[role], dev) for role in ROLES} if self.world_size > 1 else {}
         # ``_g``/``_d`` where each net is trained, ``_g_plain``/``_d_plain`` where it serves the
         # other's update; extras["torch_compile"]: torch.compile's keywords ({"mode": "max-autotune"}).
         options = dict(s.extras.get("torch_compile", {})) if s.compile else None
@@ -202,13 +203,13 @@ class TorchTrainer(BaseTrainer):
         return super().fused_step(self._tensor(batches), self._labels(labels), hyper)
 
     def sync_buffers(self) -> None:
-        if self.world_size > 1 and self._buffers:  # rank 0's buffers, once per step (see distributed)
-            distributed.broadcast(self._buffers, self.world_size)
+        if self.world_size > 1 and self._buffers:  # rank 0's buffers, once per step (see gankit_torch.ddp)
+            ddp.broadcast(self._buffers, self.world_size)
 
     def to_floats(self, values) -> list[float]:
         """One device -> host sync; under DDP every rank reports (and checks) the global means."""
         values = torch.stack(list(values))
-        distributed.all_reduce_mean([values], self.world_size)
+        distributed.all_reduce_mean([values])
         return values.cpu().tolist()
 
     # -- evaluation ---------------------------------------------------------------------

@@ -48,7 +48,8 @@ SETTINGS = [
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: f"{s.name}-wd{s.weight_decay}-m{s.momentum}")
 def test_optimizers_take_torch_optims_steps_and_share_its_state(settings):
     torch = pytest.importorskip("torch")
-    from gankit_torch.optim import build_optimizer, export_optimizer_state
+    from gankit_torch.optim import build_optimizer
+    from gankit_torch.update import export_optimizer_state
 
     rng = np.random.default_rng(0)
     w0 = {"a": rng.normal(size=(3, 4)).astype(np.float32), "b": rng.normal(size=(4,)).astype(np.float32)}

@@ -1,5 +1,5 @@
 """torch's own pieces of the step: mixed precision (gankit_torch.amp), one optimizer update
-(gankit_torch.optim.backward_and_step), the saved random state (gankit_torch.streams).
+(gankit_torch.update.backward_and_step), the saved random state (gankit_torch.streams).
 
 float16 needs a CUDA GPU, and gankit.trainer.check_precision (the one place of that rule)
 refuses it elsewhere; these tests lift that rule to run torch's float16 code path on the
@@ -19,7 +19,8 @@ from gankit import (  # noqa: E402
 )
 from gankit_torch.amp import Precision  # noqa: E402
 from gankit_torch.backend import TorchBackend  # noqa: E402
-from gankit_torch.optim import backward_and_step, build_optimizer  # noqa: E402
+from gankit_torch.optim import build_optimizer  # noqa: E402
+from gankit_torch.update import backward_and_step  # noqa: E402
 
 
 class NonSaturating(Loss):
