@@ -49,17 +49,23 @@ def is_optional(cls: type, name: str) -> bool:
 
 
 #: The modules of a backend package (``gankit_<name>/``), mirrored file for file by every
-#: backend, with the public names each must define where the contract fixes them.
+#: backend, with the public names each must define where the contract fixes them. A public
+#: function two backends share in one of these modules has the same parameters in both
+#: (``tests/backends/test_backend_modules.py``). ``nn`` is net-first: ``build_net(spec)``
+#: returns a net carrying ``net.spec``; ``check_weights(net, weights, prefix="")``,
+#: ``load_weights(net, weights, prefix="")`` (returns the net holding the weights) and
+#: ``export_weights(net)`` take it first. ``distributed.init(mode, device)`` returns a
+#: :class:`gankit.protocol.ProcessGroup`.
 MODULES: dict[str, tuple[str, ...]] = {
     "plugin": ("gankit_register_backends",),
     "backend": (),           # the BackendSpec class
-    "device": ("resolve_device", "set_threads"),
+    "device": ("resolve_device", "device_name", "set_threads"),
     "ops": (),               # the Ops subclass
-    "nn": ("build_net", "SUPPORTED_LAYERS"),
-    "optim": (),
+    "nn": ("build_net", "check_weights", "load_weights", "export_weights", "SUPPORTED_LAYERS"),
+    "optim": ("build_optimizer",),
     "step": (),              # the BaseTrainer subclass
-    "distributed": ("init",),
-    "export": (),
+    "distributed": ("init", "launcher_world_size"),
+    "export": ("generator_module",),
 }
 
 

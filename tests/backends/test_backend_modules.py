@@ -14,9 +14,10 @@ import importlib
 import importlib.util
 import inspect
 
+import numpy as np
 import pytest
 
-from gankit import nets
+from gankit import CheckpointError, nets
 from gankit.backend_contract import MODULES
 
 BACKENDS = [b for b in ("torch", "tensorflow", "jax") if importlib.util.find_spec(b) is not None]
@@ -92,3 +93,41 @@ def test_a_kind_missing_from_the_table_is_refused_in_one_line(backend, monkeypat
     spec = nets.NetSpec(name="up", input_shape=(1, 2, 2), layers=[nets.Upsample()])
     with pytest.raises(NotImplementedError, match=rf"the {backend} backend cannot build layer kind\(s\) \['upsample'\]"):
         nn.build_net(spec)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_distributed_init_reports_a_process_group(backend, monkeypatch):
+    from gankit.protocol import ProcessGroup
+
+    for var in ("WORLD_SIZE", "TF_CONFIG", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    distributed = importlib.import_module(f"gankit_{backend}.distributed")
+    group = distributed.init("off", "cpu")
+    assert isinstance(group, ProcessGroup) and (group.rank, group.world_size) == (0, 1)
+    assert distributed.launcher_world_size() == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_device_names_agree(backend):
+    device = importlib.import_module(f"gankit_{backend}.device")
+    assert device.device_name(device.resolve_device("cpu")) == "cpu"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weight_io_is_net_first_and_round_trips(backend):
+    nn = importlib.import_module(f"gankit_{backend}.nn")
+    spec = nets.NetSpec(name="d", input_shape=(3,), layers=[nets.Dense(units=4), nets.BatchNorm(), nets.Dense(units=1)])
+    rng = np.random.default_rng(0)
+    weights = {k: rng.normal(size=s).astype(np.float32) for k, s in {**spec.parameter_shapes(), **spec.buffer_shapes()}.items()}
+    weights["1.running_var"] = np.abs(weights["1.running_var"]) + 0.5
+    net = nn.build_net(spec)
+    assert net.spec is spec
+    loaded = nn.load_weights(net, weights, prefix="discriminator.")
+    if backend != "jax":
+        assert loaded is net  # torch and TensorFlow load in place
+    out = nn.export_weights(loaded)
+    assert set(out) == set(weights)
+    for k, v in weights.items():
+        np.testing.assert_array_equal(out[k], v)
+    with pytest.raises(CheckpointError, match="discriminator.0.weight"):
+        nn.check_weights(net, {**weights, "0.weight": np.zeros((9, 9), np.float32)}, prefix="discriminator.")
