@@ -287,16 +287,21 @@ def presets():
               help="Also list the N slowest checks (per check and backend) and the time per kind of check.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
               help="CPU threads of torch's and TensorFlow's pools (default: OMP_NUM_THREADS, TF_NUM_INTRAOP_THREADS "
-                   "and TF_NUM_INTEROP_THREADS when set, else 1 on 2 CPUs or fewer, else the frameworks' default).")
+                   "and TF_NUM_INTEROP_THREADS when set, else 1 on 2 CPUs or fewer or with several jobs, else the "
+                   "frameworks' default).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1, max=64), default=None, metavar="N",
+              help="Processes to run the checks in (default: one per usable CPU, at most 4, fewer for a small "
+                   "selection; 1 runs everything in this process).")
 def conformance(backends, losses, regularizers, architectures, training, checks, dtypes, json_path, thorough, list_checks,
-                durations, threads):
+                durations, threads, jobs):
     """Check every backend and plugin against the same GAN mathematics.
 
     Without options: every installed backend x every registered loss, regularizer and
     architecture, plus each backend's training step. Exit status 1 if any check fails.
     """
     from gankit.conformance import CHECKS, Suite
-    from gankit.conformance.suite import thread_environment
+    from gankit.conformance.suite import MAX_DEFAULT_JOBS, default_jobs, thread_environment
+    from gankit.threads import usable_cpus
 
     if list_checks:
         for spec in CHECKS.values():
@@ -305,7 +310,8 @@ def conformance(backends, losses, regularizers, architectures, training, checks,
         return 0
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with thread_environment(threads):  # before the frameworks start
+    may_share = jobs or min(usable_cpus(), MAX_DEFAULT_JOBS)
+    with thread_environment(threads, jobs=may_share):  # before the frameworks start
         suite = Suite(backends=backends or None, losses=losses or None, regularizers=regularizers or None,
                       architectures=architectures or None, training=training, checks=checks or None,
                       dtypes=dtypes or None, profile="thorough" if thorough else "ci")
@@ -314,7 +320,8 @@ def conformance(backends, losses, regularizers, architectures, training, checks,
                       console=err, transient=True, disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("", total=len(cases))
             report = suite.run(on_result=lambda r: bar.update(task, advance=1,
-                                                              description=escape(f"{r.check} {r.subject}")))
+                                                              description=escape(f"{r.check} {r.subject}")),
+                               jobs=jobs or default_jobs(suite))
     report.render(out, durations=durations)
     if json_path is not None:
         out.print(f"wrote {report.write_json(json_path)}", markup=False)

@@ -105,6 +105,9 @@ class Registry:
         self._origin: dict[str, tuple[str, str]] = {}  # pluggy plugin name -> (plugin, dist)
         self.failed: list[tuple[str, str, str]] = []  # (plugin, distribution, reason)
         self.disabled: list[tuple[str, str]] = []  # (plugin, distribution) skipped by the deny list
+        self.environ: dict[str, str] | None = None
+        """The environment a registry loaded from the installed plugins was read with (which
+        another process reads the same way); None for one built from plugin objects."""
 
     # -- loading ----------------------------------------------------------------
     @classmethod
@@ -115,6 +118,7 @@ class Registry:
         deny = set(_names(env.get(DENY_LIST_ENV)))
         autoload = not _truthy(env.get(DISABLE_AUTOLOAD_ENV))
         reg = cls()
+        reg.environ = {k: env[k] for k in (ALLOW_LIST_ENV, DENY_LIST_ENV, DISABLE_AUTOLOAD_ENV) if k in env}
         eps = _unique(md.entry_points(group=ENTRY_POINT_GROUP))
         builtins = [ep for ep in eps if _dist_name(ep) == BUILTIN_DISTRIBUTION]
         others = sorted(

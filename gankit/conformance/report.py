@@ -130,7 +130,10 @@ class Report:
         versions = ", ".join(f"{k} {v}" for k, v in h.get("backends", {}).items())
         console.print(f"[bold]gankit conformance[/] — gankit {h.get('gankit')}, {escape(versions)}; "
                       f"python {h.get('python')}, {escape(str(h.get('platform')))}; hypothesis profile "
-                      f"[bold]{h.get('profile')}[/]")
+                      f"[bold]{h.get('profile')}[/]" + (f"; {h['jobs']} processes" if h.get("jobs", 1) > 1 else ""))
+        for why in h.get("worker_errors", []):
+            console.print(f"  a worker process stopped ({escape(why)}); its checks ran in the main process",
+                          style="yellow")
         for name, why in h.get("unavailable", {}).items():
             console.print(f"  backend {name}: not tested ({escape(why)})", style="yellow")
         for subject, only in h.get("single_backend", {}).items():

@@ -32,22 +32,34 @@ from gankit.plugins import Registry, get_registry
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
+#: Set (unless already set) while worker processes share a machine: each framework takes
+#: GPU memory as it needs it instead of all of it up front.
+SHARED_DEVICE_VARIABLES = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+
+
 @contextmanager
-def thread_environment(threads: int | None = None):
+def thread_environment(threads: int | None = None, jobs: int = 1):
     """The frameworks' CPU threads for a suite run in a process of its own (the CLI), set
     in the environment before torch or TensorFlow starts: ``threads`` when given; else a
     variable the environment already sets; else 1 on a machine with 2 usable CPUs or fewer,
-    as ``gankit train`` chooses (the checks run small nets, and on a busy 2-core machine a
-    thread per core costs more than it saves), the frameworks' own default above that.
-    The environment is restored afterwards; a framework already started keeps its pools."""
+    or when ``jobs`` > 1 processes share the machine, as ``gankit train`` chooses (the
+    checks run small nets, and on a busy 2-core machine a thread per core costs more than
+    it saves), the frameworks' own default otherwise. With ``jobs`` > 1 the frameworks
+    also take GPU memory as needed (:data:`SHARED_DEVICE_VARIABLES`). Worker processes
+    inherit this environment. It is restored afterwards; a framework already started
+    keeps its pools."""
     from gankit.threads import usable_cpus
 
-    saved = {var: os.environ.get(var) for var in THREAD_VARIABLES}
-    count = threads if threads is not None else (1 if usable_cpus() <= 2 else None)
+    names = THREAD_VARIABLES + tuple(SHARED_DEVICE_VARIABLES)
+    saved = {var: os.environ.get(var) for var in names}
+    count = threads if threads is not None else (1 if usable_cpus() <= 2 or jobs > 1 else None)
     try:
         for var in THREAD_VARIABLES:
             if count is not None and (threads is not None or var not in os.environ):
                 os.environ[var] = str(count)
+        if jobs > 1:
+            for var, value in SHARED_DEVICE_VARIABLES.items():
+                os.environ.setdefault(var, value)
         yield
     finally:
         for var, value in saved.items():
@@ -55,6 +67,23 @@ def thread_environment(threads: int | None = None):
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
+
+
+#: Processes ``gankit conformance`` starts at most by default, and the estimated CPU
+#: seconds of work (see :data:`gankit.conformance.parallel.COST`) that make one more worth
+#: its start-up (a worker imports the frameworks again: about 10 s on a small machine).
+MAX_DEFAULT_JOBS = 4
+SECONDS_PER_JOB = 15.0
+
+
+def default_jobs(suite: "Suite") -> int:
+    """Processes for a run: one per usable CPU (at most :data:`MAX_DEFAULT_JOBS`), fewer
+    when the plan is too small to repay a worker's start-up; 1 on one CPU."""
+    from gankit.conformance.parallel import estimated_seconds
+    from gankit.threads import usable_cpus
+
+    worth = int(estimated_seconds(suite.cases()) // SECONDS_PER_JOB)
+    return max(1, min(usable_cpus(), MAX_DEFAULT_JOBS, worth))
 
 
 class BackendHandle:
@@ -235,6 +264,9 @@ class Suite:
     unavailable: dict[str, str] = field(default_factory=dict, init=False)
     subjects: list[Subject] = field(default_factory=list, init=False)
     cache: dict = field(default_factory=dict, init=False)
+    _installed: bool = field(default=False, init=False, repr=False)
+    """Whether the registry is the installed plugins' read from this environment (which a
+    worker process reads again the same way), not one built from plugin objects."""
 
     def __post_init__(self):
         from gankit.conformance.strategies import PROFILES
@@ -242,6 +274,7 @@ class Suite:
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown conformance profile {self.profile!r}; known: {', '.join(PROFILES)}")
         self.registry = self.registry or get_registry()
+        self._installed = self.registry.environ is not None
         self._resolve_subjects()  # first: a misspelt plugin fails before any framework loads
         self._resolve_backends()
         if self.dtypes:
@@ -332,25 +365,56 @@ class Suite:
                                if getattr(s, "backends", None) is not None},
         }
 
-    def run(self, on_result: Callable[[CheckResult], None] | None = None):
-        from gankit.conformance.report import Report
+    def selection(self) -> dict:
+        """The arguments that plan this suite again in another process."""
+        return {"backends": list(self.backends) if self.backends else None,
+                "losses": _listed(self.losses), "regularizers": _listed(self.regularizers),
+                "architectures": _listed(self.architectures), "training": self.training,
+                "checks": _listed(self.checks), "dtypes": _listed(self.dtypes), "profile": self.profile}
 
-        start, cpu_start = time.perf_counter(), time.process_time()
-        results = []
-        # Each trainer traces its own tf.function: TensorFlow's retracing warnings are noise here.
+    @contextmanager
+    def quiet_frameworks(self):
+        """Each trainer traces its own tf.function: TensorFlow's retracing warnings are noise here."""
         tf_logger = logging.getLogger("tensorflow")
         level = tf_logger.level
         tf_logger.setLevel(logging.ERROR)
         try:
-            for case in self.cases():
-                result = case.run()
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
+            yield
         finally:
             tf_logger.setLevel(level)
-        return Report(header=self.header(), results=results, seconds=time.perf_counter() - start,
-                      cpu_seconds=time.process_time() - cpu_start)
+
+    def run(self, on_result: Callable[[CheckResult], None] | None = None, jobs: int = 1):
+        """Run every case into a Report; ``on_result`` sees each result as it is made.
+
+        ``jobs`` > 1 runs the cases in this process and ``jobs - 1`` worker processes
+        (see :mod:`gankit.conformance.parallel`); the results are the same, in the same
+        order. A suite built on a registry the caller made (not the installed plugins')
+        runs here alone, since a worker could not rebuild it."""
+        from gankit.conformance.report import Report
+
+        start, cpu_start = time.perf_counter(), time.process_time()
+        cases = self.cases()
+        workers_cpu, errors = 0.0, []
+        with self.quiet_frameworks():
+            if jobs > 1 and self._installed and len(cases) > 1:
+                from gankit.conformance.parallel import run_parallel
+
+                results, workers_cpu, errors = run_parallel(self, cases, jobs, on_result)
+            else:
+                jobs, results = 1, []
+                for case in cases:
+                    result = case.run()
+                    results.append(result)
+                    if on_result is not None:
+                        on_result(result)
+        header = {**self.header(), "jobs": jobs, **({"worker_errors": errors} if errors else {})}
+        return Report(header=header, results=results,
+                      seconds=time.perf_counter() - start,
+                      cpu_seconds=time.process_time() - cpu_start + workers_cpu)
+
+
+def _listed(selection: Selection) -> list[str] | None:
+    return None if selection is None else list(selection)
 
 
 def run_suite(**selection):
@@ -367,4 +431,5 @@ def assert_conforms(**selection) -> None:
         raise AssertionError("\n".join(lines))
 
 
-__all__ = ["BackendHandle", "Suite", "run_suite", "assert_conforms", "parse_choice", "thread_environment"]
+__all__ = ["BackendHandle", "Suite", "run_suite", "assert_conforms", "parse_choice", "thread_environment",
+           "default_jobs"]
