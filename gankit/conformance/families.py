@@ -14,7 +14,7 @@ family                  a(r), b(f); G                         optimal logit l*(p
 minimax (smoothing s)   (1-s) sp(-r) + s sp(r), sp(f);         logit(p (1-s) / (p + q))
                         sp(-f) (non-saturating) or -sp(f)
 least_squares (a,b,c)   (r-b)^2/2, (f-a)^2/2; (f-c)^2/2        (b p + a q) / (p + q)
-hinge                   relu(1-r), relu(1+f)                   sign(p - q)
+hinge                   relu(1-r), relu(1+f); -f               sign(p - q)
 wasserstein             -r, f; -f                              none (slope q - p)
 f_divergence kl         -r, exp(f-1); -f                       1 + log(p/q)
 f_divergence reverse_kl exp(-r), f - 1; exp(-f)                log(p/q)
@@ -97,7 +97,7 @@ def canon(loss) -> Canon | None:
     if family == "hinge":
         return Canon("hinge", a=lambda r: np.maximum(1 - r, 0), b=lambda f: np.maximum(1 + f, 0),
                      da=lambda r: -(np.asarray(r) < 1).astype(float), db=lambda f: (np.asarray(f) > -1).astype(float),
-                     dg=None, optimum=lambda p, q: np.sign(p - q))
+                     dg=lambda f: -_ones(f), optimum=lambda p, q: np.sign(p - q))
     if family == "wasserstein":
         return Canon("wasserstein", a=lambda r: -np.asarray(r, float), b=lambda f: np.asarray(f, float),
                      da=lambda r: -np.ones_like(r, dtype=float), db=lambda f: np.ones_like(f, dtype=float),

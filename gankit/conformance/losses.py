@@ -326,6 +326,51 @@ def saturation(ctx):
 
 
 # -- families -----------------------------------------------------------------------
+#: Params a family's checks (loss.optimal_discriminator, loss.asymptotes) also try, at
+#: float32 and float64, when the instance's own hide a wrong term: least squares'
+#: defaults have c = b, so a G pulling to b instead of c passes them; without label
+#: smoothing, smoothing the wrong targets changes nothing.
+VARIANTS = {"minimax": {"label_smoothing": 0.2}, "least_squares": {"a": -1.0, "b": 1.0, "c": 0.0}}
+
+
+def _loss_variants(ctx) -> list:
+    """The subject's loss, and the same class with the family's variant params (when its
+    params have those fields, differ from them, and accept them)."""
+    loss = ctx.subject.loss
+    update = VARIANTS.get(loss.meta.family)
+    params = getattr(loss, "params", None)
+    if ctx.dtype not in ("float32", "float64") or not update or params is None:
+        return [loss]
+    fields = set(getattr(type(params), "model_fields", ()))
+    if not set(update) <= fields:
+        return [loss]
+    now = {k: getattr(params, k) for k in update}
+    if now == update or ("label_smoothing" in update and now["label_smoothing"]):
+        return [loss]  # already the variant, or smoothing already on
+    memo = ctx.suite.cache.setdefault("loss-variants", {})
+    if id(loss) not in memo:
+        try:
+            variant = type(loss)(type(params).model_validate({**params.model_dump(), **update}))
+        except Exception:  # a plugin whose params or constructor refuse them: nothing to add
+            variant = None
+        memo[id(loss)] = (loss, variant)  # the loss kept alive: ids key the evaluation cache
+    variant = memo[id(loss)][1]
+    return [loss] if variant is None else [loss, variant]
+
+
+def _each_variant(ctx, fn) -> str:
+    """``fn(ctx, loss)`` for the subject's loss and its variants; a variant the check
+    does not apply to (its values out of range) is left out."""
+    done = []
+    for k, loss in enumerate(_loss_variants(ctx)):
+        try:
+            done.append(fn(ctx, loss))
+        except NotApplicable:
+            if k == 0:
+                raise
+    return "; ".join(done)
+
+
 #: Two discrete distributions p (real) and q (fake) on a few points, as sample counts.
 #: A batch holds each point as often as its count, so a batch mean is an expectation.
 #: The last pair has batches of different sizes (skipped for pairwise losses).
@@ -349,7 +394,11 @@ def _has_optimum(subject) -> str | None:
        "sign(p-q); f-GAN: f'(p/q)) with the family's value there; wasserstein: slope q - p",
        dtypes=DTYPES, applies=_has_optimum)
 def optimal_discriminator(ctx):
-    form = canon(ctx.subject.loss)
+    return _each_variant(ctx, _optimal_discriminator)
+
+
+def _optimal_discriminator(ctx, loss) -> str:
+    form = canon(loss)
     if form is None:  # declared without a known family: the minimax optimum
         from gankit.conformance.families import Canon, _sig, _sp
 
@@ -366,7 +415,7 @@ def optimal_discriminator(ctx):
         def at(logits):
             logits = round_to(logits, ctx.dtype)
             real, fake = logits[idx_r], logits[idx_f]
-            e = ctx.evaluate("discriminator", real, fake)
+            e = ctx.evaluate("discriminator", real, fake, loss=loss)
             grad = np.zeros(len(logits))
             np.add.at(grad, idx_r, e.real)
             np.add.at(grad, idx_f, e.fake)
@@ -394,7 +443,7 @@ def optimal_discriminator(ctx):
             continue
         _close_values(ctx, zero - value, want, what + ": the rise to all-zero logits", best,
                       factor=1 + (abs(value) + abs(zero)) / (1 + abs(want)))
-        if ctx.subject.meta.family != "hinge":  # a kink at D*: minimality below says enough
+        if loss.meta.family != "hinge":  # a kink at D*: minimality below says enough
             tol = grad_tolerance(ctx.dtype, size, 1)
             if np.max(np.abs(grad)) > tol:
                 fail(f"{what} is not stationary: d/d logit per point is {fmt(grad)} (tolerance {tol!r}) on "
@@ -414,27 +463,37 @@ def optimal_discriminator(ctx):
 
 
 #: Per-sample gradients are compared with the family's at these logits (the other
-#: batch at 0); the generic check compares the slope at +-20 with the slope beyond.
+#: batch at 0, or 3 for a G that reads the reals); the generic check compares the slope
+#: at +-20 with the slope beyond. +-2: where a G that reads the real logits shows.
 def _ray(ctx):
-    return (-EXTREMES[ctx.dtype][1], -EXTREMES[ctx.dtype][0], -20.0, 20.0, *EXTREMES[ctx.dtype])
+    return (-EXTREMES[ctx.dtype][1], -EXTREMES[ctx.dtype][0], -20.0, -2.0, 2.0, 20.0, *EXTREMES[ctx.dtype])
 
 
 @check("loss.asymptotes", "per-sample gradients out to +-1e3 follow the family's canonical ones (e.g. the "
        "non-saturating G gradient -> -1 as D(G(z)) -> 0), and never go flat beyond +-20 where they were not",
        dtypes=DTYPES)
 def asymptotes(ctx):
-    loss = ctx.subject.loss
+    return _each_variant(ctx, _asymptotes)
+
+
+def _asymptotes(ctx, loss) -> str:
     form = canon(loss)
     n = 2
     slopes = {}
+    # A family that fixes G's gradient fixes it whatever the real logits are: a G that
+    # reads them (declaring generator_needs_real) gets real logits that are not 0.
+    reads_real = form is not None and form.dg is not None and loss.meta.generator_needs_real
+    g_real = np.full(n, 3.0) if reads_real else np.zeros(n)
     for x in _ray(ctx):
         batches = {"discriminator/real": (np.full(n, x), np.zeros(n)), "discriminator/fake": (np.zeros(n), np.full(n, x)),
-                   "generator/fake": (np.zeros(n), np.full(n, x))}
+                   "generator/fake": (g_real, np.full(n, x))}
         for key, (real, fake) in batches.items():
             side, which = key.split("/")
+            if abs(x) == 2.0 and side == "discriminator":
+                continue  # loss.optimal_discriminator checks D's terms at moderate logits
             real, fake = ctx.round(real, fake)
             try:
-                e = ctx.evaluate(side, real, fake)
+                e = ctx.evaluate(side, real, fake, loss=loss)
             except OutOfRange:
                 continue
             g = (e.real if which == "real" else e.fake) * n
@@ -450,7 +509,9 @@ def asymptotes(ctx):
                 continue
             tol = TOLERANCES[ctx.dtype].grad * (np.max(np.abs(want)) + 1.0)
             if not (np.all(np.isfinite(g)) and np.max(np.abs(g - want)) <= tol):
-                fail(f"{side} loss, {which} logits all {x:g} (the other batch 0): gradient per sample is {fmt(g)}, "
+                other = fake if which == "real" else real
+                fail(f"{side} loss, {which} logits all {x:g} (the other batch {fmt(other)}): gradient per sample is "
+                     f"{fmt(g)}, "
                      f"the {form.what} family's is {fmt(want)} (tolerance {tol!r}) on {ctx.where}"
                      "; a clamp, an epsilon inside a log, or probabilities where logits belong?")
     # Generic, where the family says nothing: a slope alive at +-20 does not vanish at
@@ -532,6 +593,38 @@ def shift_invariant(ctx):
 
     ctx.forall(st.tuples(_batches(ctx), S.floats(-10, 10)), body)
     return "critic loss value; both gradients" if critic_only else "both losses"
+
+
+def _swaps_roles(subject) -> str | None:
+    meta = subject.meta
+    if meta.family != "relativistic":
+        return "not a relativistic loss: only a relativistic generator loss is the discriminator's with roles swapped"
+    if meta.saturating:
+        return "a saturating relativistic generator loss is not the discriminator's with the roles swapped"
+    return None
+
+
+@check("loss.relativistic_roles", "relativistic (non-saturating): the generator loss is the discriminator loss "
+       "with real and fake swapped, G(fake=x, real=y) = D(real=x, fake=y), and it reads the real logits",
+       dtypes=DTYPES, applies=_swaps_roles)
+def relativistic_roles(ctx):
+    require(ctx.subject.meta.generator_needs_real,
+            "family 'relativistic' but meta.generator_needs_real is False: a relativistic generator compares fake "
+            "with real logits (as the discriminator does, roles swapped); declare generator_needs_real=True")
+
+    def body(example):
+        real, fake = ctx.round(*example)
+        g = ctx.evaluate("generator", real, fake)
+        d = ctx.evaluate("discriminator", fake, real)
+        what = (f"generator loss at {_at(real, fake)} against the discriminator loss with the roles swapped "
+                f"({_at(fake, real)})")
+        n = max(len(real), len(fake))
+        _close_values(ctx, g.value, d.value, what, real, fake)
+        _close_grads(ctx, g.fake, d.real, what + " (G's d/d fake against D's d/d real)", n)
+        _close_grads(ctx, g.real, d.fake, what + " (G's d/d real against D's d/d fake)", n)
+
+    ctx.forall(_batches(ctx), body)
+    return "G(fake=x, real=y) = D(real=x, fake=y)"
 
 
 @check("loss.hinge_margin", "the D loss is zero once every real logit >= 1 and every fake logit <= -1, "

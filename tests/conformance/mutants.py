@@ -395,6 +395,62 @@ class ShapeArithmetic(NonSaturating):
         return ops.sum(ops.softplus(-real_logits)) / n + ops.sum(ops.softplus(fake_logits)) / m
 
 
+class HingeGeneratorRelu(gankit_plugins.losses.Hinge):
+    """The generator given a hinge too, relu(1 - f): it stops pushing once D(G(z)) > 1."""
+
+    def generator(self, ops, fake_logits, real_logits=None):
+        return ops.mean(ops.relu(1.0 - fake_logits))
+
+
+class RelativisticAverageGeneratorOneTerm(gankit_plugins.losses.RelativisticAverage):
+    """RaSGAN whose generator keeps only its fake term, softplus(E r - f)."""
+
+    def generator(self, ops, fake_logits, real_logits=None):
+        return ops.mean(ops.softplus(ops.mean(real_logits) - fake_logits))
+
+
+class RelativisticGeneratorIgnoresReal(gankit_plugins.losses.Relativistic):
+    """RSGAN declared generator_needs_real=False, its G comparing with zeros instead."""
+
+    meta = dataclasses.replace(gankit_plugins.losses.Relativistic.meta, generator_needs_real=False)
+
+    def generator(self, ops, fake_logits, real_logits=None):
+        return ops.mean(ops.softplus(ops.zeros_like(fake_logits) - fake_logits))
+
+
+class GeneratorReadsRealMean(NonSaturating):
+    """A non-saturating G on fake logits minus the real batch's mean (generator_needs_real)."""
+
+    meta = _meta(generator_needs_real=True)
+
+    def generator(self, ops, fake_logits, real_logits=None):
+        return ops.mean(ops.softplus(ops.mean(real_logits) - fake_logits))
+
+
+class LeastSquaresGeneratorTargetB(gankit_plugins.losses.LeastSquares):
+    """G pulls fake logits to the real target b instead of c (the same at the defaults b = c = 1)."""
+
+    def generator(self, ops, fake_logits, real_logits=None):
+        return 0.5 * ops.mean(ops.square(fake_logits - self.params.b))
+
+
+class SmoothingInGenerator(NonSaturating):
+    """Label smoothing applied to the generator's target too (no smoothing at the defaults)."""
+
+    def generator(self, ops, fake_logits, real_logits=None):
+        s = self.params.label_smoothing
+        return ops.mean((1 - s) * ops.softplus(-fake_logits) + s * ops.softplus(fake_logits))
+
+
+class SmoothsFakesOnly(NonSaturating):
+    """"One-sided" smoothing on the wrong side: fake targets s, real targets 1 (no smoothing at the defaults)."""
+
+    def discriminator(self, ops, real_logits, fake_logits):
+        s = self.params.label_smoothing
+        return ops.mean(ops.softplus(-real_logits)) + ops.mean(
+            (1 - s) * ops.softplus(fake_logits) + s * ops.softplus(-fake_logits))
+
+
 #: registered name -> (class, the check that must catch it, params or None, the dtype to run at).
 #: Every mutant is caught on torch and on tensorflow by that check; those marked in
 #: BACKEND_SPECIFIC misbehave on one backend only and are caught there and across backends.
@@ -415,6 +471,8 @@ MUTANT_LOSSES = {
     "hinge_without_margin": (HingeWithoutMargin, "loss.hinge_margin"),
     "least_squares_wrong_target": (LeastSquaresWrongTarget, "loss.least_squares_targets"),
     "least_squares_generator_target_a": (LeastSquaresGeneratorTargetA, "loss.least_squares_targets"),
+    "relativistic_average_generator_one_term": (RelativisticAverageGeneratorOneTerm, "loss.relativistic_roles"),
+    "relativistic_generator_ignores_real": (RelativisticGeneratorIgnoresReal, "loss.relativistic_roles"),
     # beyond +-20: clamps, epsilons, naive formulas
     "clamped_logits_30": (ClampedLogits, "loss.asymptotes"),
     "hinge_clamped_30": (HingeClamped, "loss.asymptotes"),
@@ -423,6 +481,12 @@ MUTANT_LOSSES = {
     "epsilon_in_log": (EpsilonInLog, "loss.asymptotes"),
     "clipped_probabilities": (ClippedProbabilities, "loss.asymptotes"),
     "probabilities_as_logits": (ProbabilitiesAsLogits, "loss.asymptotes"),
+    "hinge_generator_relu": (HingeGeneratorRelu, "loss.asymptotes"),
+    "generator_reads_real_mean": (GeneratorReadsRealMean, "loss.asymptotes"),
+    # wrong only with other params than the defaults (the suite tries the family's variant)
+    "least_squares_generator_target_b": (LeastSquaresGeneratorTargetB, "loss.asymptotes"),
+    "smoothing_in_generator": (SmoothingInGenerator, "loss.asymptotes"),
+    "smooths_fakes_only": (SmoothsFakesOnly, "loss.optimal_discriminator"),
     "naive_log_sigmoid": (NaiveLogSigmoid, "loss.finite_at_extremes"),
     "naive_log_one_minus_sigmoid": (NaiveLogOneMinusSigmoid, "loss.finite_at_extremes"),
     # weights and targets at the optimal discriminator
