@@ -125,7 +125,27 @@ def linear_closed_form(ctx):
 
         ctx.forall(_linear_cases(), body, share=0.5)
         done.append(form.formula)
+    # Another target than the instance's: a penalty that ignores params.target passes
+    # at the default 1.
+    moved = _target_variant(ctx.subject.regularizer)
+    if moved is not None:
+        form, t = closed_form(moved), float(moved.params.target)
+        for norm in sorted({1.0, t, 2.0 * t, 0.25}):
+            _compare(ctx, moved, form, unit * norm, ctx.round(real)[0], ctx.round(fake)[0])
+        done.append(form.formula)
     return "; ".join(done)
+
+
+def _target_variant(regularizer):
+    """The regularizer with params.target moved (0.5, or 2 if it is 0.5), or None."""
+    p = regularizer.params
+    if p is None or "target" not in type(p).model_fields:
+        return None
+    target = 2.0 if float(p.target) == 0.5 else 0.5
+    try:
+        return type(regularizer)(type(p).model_validate({**p.model_dump(), "target": target}))
+    except Exception:  # params or a constructor that refuse it: nothing to add
+        return None
 
 
 def _compare(ctx, reg, form: ClosedForm, w, real, fake) -> None:
@@ -361,7 +381,43 @@ def interpolation(ctx):
     ratio = twice / base if base > 0 else float("inf")
     if not abs(ratio - 2) < 0.05:
         fail(f"doubling params.noise from {p.noise!r} scales the mean perturbation by {ratio!r}, not 2, on {ctx.where}")
-    return f"perturbation x{ratio:.3f} for noise x2"
+    return f"perturbation x{ratio:.3f} for noise x2; " + _perturbation_scale(ctx, reg, theta, real, fake, points)
+
+
+#: The mean |perturbation| per coordinate, in units of params.noise * std(real), must lie
+#: here: DRAGAN's c std(real) u with u ~ U[0, 1) gives 1/2; a normal u 0.8; a point drawn
+#: between the real and that perturbed one 1/4.
+PERTURBATION_SIZE = (0.05, 2.0)
+
+
+def _perturbation_scale(ctx, reg, theta, real, fake, points) -> str:
+    """Perturbed reals (params.noise = c): the perturbation is c standard deviations of
+    the real batch in size, one draw per coordinate, and stretches with the reals'
+    spread (not the fakes')."""
+    delta = points - real
+    spread = float(np.std(real))
+    unit = float(reg.params.noise) * spread
+    size = float(np.abs(delta).mean()) / unit
+    lo, hi = PERTURBATION_SIZE
+    if not lo <= size <= hi:
+        fail(f"the mean |perturbation| per coordinate is {float(np.abs(delta).mean())!r} = {size!r} x params.noise "
+             f"({reg.params.noise!r}) x std(real) ({spread!r}), outside [{lo:g}, {hi:g}] on {ctx.where}: "
+             "DRAGAN's perturbation is noise * std(real) * u, u ~ U[0, 1)")
+    flat = np.ptp(delta, axis=1) <= 1e-6 * unit
+    if flat.mean() > 0.5:
+        fail(f"{int(flat.sum())} of {len(flat)} samples are perturbed by the same amount in every coordinate (e.g. "
+             f"{fmt(delta[int(np.argmax(flat))])}) on {ctx.where}: one draw per sample, not per coordinate")
+    stretch = 4.0
+    mean = float(real.mean())
+    wide = ctx.round(mean + stretch * (real - mean))[0]
+    record: list = []
+    nonlinear_penalty(ctx.backend, reg, ctx.dtype, theta, wide, fake, record=record)
+    ratio = float(np.abs(_one_batch(ctx, record, "perturbed_real") - wide).mean() / np.abs(delta).mean())
+    if not abs(ratio - stretch) < 0.05 * stretch:
+        fail(f"stretching the real batch about its mean by {stretch:g} (its std from {spread!r} to "
+             f"{float(np.std(wide))!r}, the fakes unchanged) scales the mean perturbation by {ratio!r}, not {stretch:g}, "
+             f"on {ctx.where}: params.noise is in units of the real batch's standard deviation")
+    return f"perturbation {size:.3g} x noise x std(real), x{ratio:.3f} for a spread x{stretch:g}"
 
 
 @check("regularizer.parameter_gradient_nonlinear", "on the cubic D the penalty's gradient wrt D's parameters "

@@ -694,6 +694,49 @@ class DraganFixedNoise(_Dragan):
         return real + (0.5 * ops.std(real)) * ops.random_uniform(ops.shape(real), like=real)
 
 
+class DraganNoiseWithoutStd(_Dragan):
+    """DRAGAN's perturbation noise * u, in absolute units: not scaled by the reals' std."""
+
+    def points(self, ops, real, fake):
+        return real + self.params.noise * ops.random_uniform(ops.shape(real), like=real)
+
+
+class DraganVarianceNotStd(_Dragan):
+    """DRAGAN scaled by the reals' variance instead of their standard deviation."""
+
+    def points(self, ops, real, fake):
+        return real + (self.params.noise * ops.square(ops.std(real))) * ops.random_uniform(ops.shape(real), like=real)
+
+
+class DraganStdOfFakes(_Dragan):
+    """DRAGAN scaled by the fake batch's standard deviation."""
+
+    def points(self, ops, real, fake):
+        return real + (self.params.noise * ops.std(fake)) * ops.random_uniform(ops.shape(real), like=real)
+
+
+class DraganNoiseTimesTen(_Dragan):
+    """DRAGAN with ten times the perturbation params.noise asks for."""
+
+    def points(self, ops, real, fake):
+        return real + (10.0 * self.params.noise * ops.std(real)) * ops.random_uniform(ops.shape(real), like=real)
+
+
+class DraganOneDrawPerSample(_Dragan):
+    """DRAGAN with one draw per sample (the gradient penalty's shape): every coordinate moved alike."""
+
+    def points(self, ops, real, fake):
+        u = ops.random_uniform(_per_sample_shape(ops, real), like=real)
+        return real + (self.params.noise * ops.std(real)) * u
+
+
+class GPTargetIgnored(GradientPenalty):
+    """The gradient penalty with its target hard-coded to 1 (the default), ignoring params.target."""
+
+    def __call__(self, ops, discriminator, real, fake):
+        return GradientPenalty(self.params.model_copy(update={"target": 1.0}))(ops, discriminator, real, fake)
+
+
 #: registered name -> (class, the check that must catch it, params or None)
 MUTANT_REGULARIZERS = {
     "r1_at_fakes": (R1AtFakes, "regularizer.evaluated_at"),
@@ -712,6 +755,12 @@ MUTANT_REGULARIZERS = {
     "dragan_unperturbed": (DraganUnperturbed, "regularizer.evaluated_at"),
     "dragan_perturbs_fakes": (DraganPerturbsFakes, "regularizer.evaluated_at"),
     "dragan_fixed_noise": (DraganFixedNoise, "regularizer.interpolation", {"noise": 1.0}),
+    "dragan_noise_without_std": (DraganNoiseWithoutStd, "regularizer.interpolation"),
+    "dragan_variance_not_std": (DraganVarianceNotStd, "regularizer.interpolation"),
+    "dragan_std_of_fakes": (DraganStdOfFakes, "regularizer.interpolation"),
+    "dragan_noise_times_ten": (DraganNoiseTimesTen, "regularizer.interpolation"),
+    "dragan_one_draw_per_sample": (DraganOneDrawPerSample, "regularizer.interpolation"),
+    "gp_target_ignored": (GPTargetIgnored, "regularizer.linear_closed_form"),
     "penalty_not_squared": (PenaltyNotSquared, "regularizer.linear_closed_form"),
     "r1_without_half": (R1WithoutHalf, "regularizer.linear_closed_form"),
     "r1_detached": (R1Detached, "regularizer.parameter_gradient"),
