@@ -572,6 +572,14 @@ class _GP(GradientPenalty):
         return p.weight * ops.mean(ops.square(ops.relu(gap) if p.one_sided else gap))
 
 
+class GPNumpyCoefficients(_GP):
+    """Coefficients from numpy's global generator: not seeded by gankit, and frozen into a tf.function."""
+
+    def points(self, ops, real, fake):
+        eps = ops.cast(ops.asarray(np.random.default_rng().uniform(size=_per_sample_shape(ops, real))), real)
+        return eps * real + (1.0 - eps) * fake
+
+
 class GPOnlyAtFakes(_GP):
     """The gradient penalty at the fake samples, no interpolation."""
 
@@ -761,6 +769,7 @@ MUTANT_REGULARIZERS = {
     "dragan_noise_times_ten": (DraganNoiseTimesTen, "regularizer.interpolation"),
     "dragan_one_draw_per_sample": (DraganOneDrawPerSample, "regularizer.interpolation"),
     "gp_target_ignored": (GPTargetIgnored, "regularizer.linear_closed_form"),
+    "gp_numpy_coefficients": (GPNumpyCoefficients, "regularizer.traced"),
     "penalty_not_squared": (PenaltyNotSquared, "regularizer.linear_closed_form"),
     "r1_without_half": (R1WithoutHalf, "regularizer.linear_closed_form"),
     "r1_detached": (R1Detached, "regularizer.parameter_gradient"),
