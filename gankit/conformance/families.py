@@ -32,7 +32,7 @@ so none of this applies to them; "other" declares nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -74,7 +74,17 @@ def _param(loss, name, default):
 
 
 def canon(loss) -> Canon | None:
-    """The canonical terms for ``loss`` from its family (and params), or None."""
+    """The canonical terms for ``loss`` from its family (and params), or None. A hinge or
+    f-GAN loss declared ``saturating`` has the minimax generator, minus D's fake term:
+    G = -E b(f) (Nowozin et al.'s original f-GAN objective)."""
+    form = _canon(loss)
+    if form is not None and loss.meta.saturating and loss.meta.family in ("hinge", "f_divergence"):
+        db = form.db
+        form = replace(form, what=form.what + " (saturating G = -b(f))", dg=lambda f: -np.asarray(db(f), float))
+    return form
+
+
+def _canon(loss) -> Canon | None:
     meta = loss.meta
     family = meta.family
     if family == "minimax":

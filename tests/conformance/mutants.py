@@ -27,6 +27,15 @@ class Correct(NonSaturating):
     """The control: the built-in non-saturating loss, unchanged."""
 
 
+class SaturatingKL(gankit_plugins.losses.FGanKL):
+    """Also correct: f-GAN KL with Nowozin et al.'s original (saturating) generator, G = -E exp(f - 1)."""
+
+    meta = dataclasses.replace(gankit_plugins.losses.FGanKL.meta, saturating=True)
+
+    def generator(self, ops, fake_logits, real_logits=None):
+        return -ops.mean(self.fake_term(ops, fake_logits))
+
+
 class FlippedSign(NonSaturating):
     """Both losses negated: D and G now climb instead of descend."""
 
@@ -867,7 +876,7 @@ def _loss_record(name, cls):
 
 @gankit.hookimpl
 def gankit_register_losses():
-    return [_loss_record("correct", Correct)] + [_loss_record(n, mutant_loss(n)[0]) for n in MUTANT_LOSSES]
+    return [_loss_record("correct", Correct), _loss_record("correct_saturating_kl", SaturatingKL)] + [_loss_record(n, mutant_loss(n)[0]) for n in MUTANT_LOSSES]
 
 
 @gankit.hookimpl

@@ -63,6 +63,14 @@ def test_the_correct_loss_passes_every_check_on_both_backends(mutant_registry, b
     assert {r.status for r in report.results} == {"pass", "n/a"}
 
 
+def test_a_saturating_f_gan_generator_is_held_to_the_minimax_generator(mutant_registry, both_backends):
+    """Declared saturating, an f-GAN G is -E b(f) (Nowozin et al.'s original objective), not the -E f default."""
+    report = Suite(registry=mutant_registry, backends=both_backends, losses=["correct_saturating_kl"],
+                   checks=["loss.asymptotes", "loss.saturation", "loss.monotone"], dtypes=["float32", "float64"]).run()
+    assert not report.failures, [r.to_json() for r in report.failures]
+    assert report.find(check="loss.asymptotes", status="pass")
+
+
 @pytest.fixture(scope="module")
 def regularizer_report(mutant_registry, both_backends):
     labels = [_label(n, mutant_regularizer(n)[2]) for n in MUTANT_REGULARIZERS]
