@@ -195,12 +195,27 @@ class JaxOps(Ops):
     def trace(self, fn):
         """``fn`` under ``jax.jit``, as the trainer's step runs losses and penalties; its
         random draws come from (and advance) this ops' key."""
-        jitted = jax.jit(self._keyed(fn))
+        keyed = self._keyed(fn)
+        jitted = jax.jit(keyed)
 
         def call(*xs):
             out, self.key = jitted(self.key, *xs)
             return out
 
+        @jax.jit
+        def value_and_grads(key, *xs):
+            # The value and its gradients as one compiled program (per input shape),
+            # as the step computes them: not the forward, JVP and transpose of ``jitted``
+            # compiled one by one under an eager value_and_grad.
+            def scalar(key_, *args):
+                out, key_ = keyed(key_, *args)
+                if jnp.size(out) != 1:
+                    raise ValueError(f"value_and_grad needs a scalar function, got shape {jnp.shape(out)}")
+                return jnp.reshape(out, ()), key_
+
+            return jax.value_and_grad(scalar, argnums=tuple(range(1, len(xs) + 1)), has_aux=True)(key, *xs)
+
+        call.value_and_grads = value_and_grads
         return call
 
     # -- random -----------------------------------------------------------------
@@ -244,7 +259,9 @@ class JaxOps(Ops):
                     return jnp.reshape(out, ()), key
 
                 argnums = tuple(range(1, len(ts) + 1))
-                if argnums:
+                if argnums and hasattr(fn, "value_and_grads"):  # from trace(): one compiled call
+                    (value, self.key), grads = fn.value_and_grads(self.key, *ts)
+                elif argnums:
                     (value, self.key), grads = jax.value_and_grad(scalar, argnums=argnums, has_aux=True)(
                         self.key, *ts)
                 else:
