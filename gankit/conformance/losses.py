@@ -327,7 +327,7 @@ def saturation(ctx):
 
 # -- families -----------------------------------------------------------------------
 #: Params a family's checks (loss.optimal_discriminator, loss.asymptotes) also try, at
-#: float32 and float64, when the instance's own hide a wrong term: least squares'
+#: float64, when the instance's own hide a wrong term: least squares'
 #: defaults have c = b, so a G pulling to b instead of c passes them; without label
 #: smoothing, smoothing the wrong targets changes nothing.
 VARIANTS = {"minimax": {"label_smoothing": 0.2}, "least_squares": {"a": -1.0, "b": 1.0, "c": 0.0}}
@@ -339,7 +339,7 @@ def _loss_variants(ctx) -> list:
     loss = ctx.subject.loss
     update = VARIANTS.get(loss.meta.family)
     params = getattr(loss, "params", None)
-    if ctx.dtype not in ("float32", "float64") or not update or params is None:
+    if ctx.dtype != "float64" or not update or params is None:
         return [loss]
     fields = set(getattr(type(params), "model_fields", ()))
     if not set(update) <= fields:
@@ -507,7 +507,7 @@ def _asymptotes(ctx, loss) -> str:
                 want = np.asarray(expect(np.full(n, float(real[0] if which == "real" else fake[0]))), float)
             if not representable(ctx.dtype, want, e.value):
                 continue
-            tol = TOLERANCES[ctx.dtype].grad * (np.max(np.abs(want)) + 1.0)
+            tol = float(TOLERANCES[ctx.dtype].grad * (np.max(np.abs(want)) + 1.0))
             if not (np.all(np.isfinite(g)) and np.max(np.abs(g - want)) <= tol):
                 other = fake if which == "real" else real
                 fail(f"{side} loss, {which} logits all {x:g} (the other batch {fmt(other)}): gradient per sample is "

@@ -493,9 +493,9 @@ MUTANT_LOSSES = {
     "hinge_generator_relu": (HingeGeneratorRelu, "loss.asymptotes"),
     "generator_reads_real_mean": (GeneratorReadsRealMean, "loss.asymptotes"),
     # wrong only with other params than the defaults (the suite tries the family's variant)
-    "least_squares_generator_target_b": (LeastSquaresGeneratorTargetB, "loss.asymptotes"),
-    "smoothing_in_generator": (SmoothingInGenerator, "loss.asymptotes"),
-    "smooths_fakes_only": (SmoothsFakesOnly, "loss.optimal_discriminator"),
+    "least_squares_generator_target_b": (LeastSquaresGeneratorTargetB, "loss.asymptotes", None, "float64"),
+    "smoothing_in_generator": (SmoothingInGenerator, "loss.asymptotes", None, "float64"),
+    "smooths_fakes_only": (SmoothsFakesOnly, "loss.optimal_discriminator", None, "float64"),
     "naive_log_sigmoid": (NaiveLogSigmoid, "loss.finite_at_extremes"),
     "naive_log_one_minus_sigmoid": (NaiveLogOneMinusSigmoid, "loss.finite_at_extremes"),
     # weights and targets at the optimal discriminator
