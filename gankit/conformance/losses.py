@@ -466,7 +466,11 @@ def _optimal_discriminator(ctx, loss) -> str:
 #: batch at 0, or 3 for a G that reads the reals); the generic check compares the slope
 #: at +-20 with the slope beyond. +-2: where a G that reads the real logits shows.
 def _ray(ctx):
-    return (-EXTREMES[ctx.dtype][1], -EXTREMES[ctx.dtype][0], -20.0, -2.0, 2.0, 20.0, *EXTREMES[ctx.dtype])
+    near, far = EXTREMES[ctx.dtype]
+    # float64 also at +-300, where exp(300) is still finite: an f-GAN whose exp is clamped
+    # against float32's overflow (exp(min(x, 80))) shows there, and in no float32 value.
+    mid = (300.0,) if ctx.dtype == "float64" else ()
+    return (-far, *(-m for m in mid), -near, -20.0, -2.0, 2.0, 20.0, near, *mid, far)
 
 
 @check("loss.asymptotes", "per-sample gradients out to +-1e3 follow the family's canonical ones (e.g. the "
@@ -523,11 +527,11 @@ def _asymptotes(ctx, loss) -> str:
             near = slopes.get((key, sign * 20.0))
             if near is None or not np.all(np.isfinite(near)) or np.min(np.abs(near)) < 1e-2:
                 continue
-            far = [slopes.get((key, sign * e)) for e in EXTREMES[ctx.dtype]]
+            far = [slopes.get((key, sign * e)) for e in (EXTREMES[ctx.dtype][0], EXTREMES[ctx.dtype][-1])]
             if all(f is not None and np.max(np.abs(f)) <= 1e-6 * np.min(np.abs(near)) for f in far):
                 side, which = key.split("/")
                 fail(f"{side} loss, {which} logits all {sign * EXTREMES[ctx.dtype][0]:g} and "
-                     f"{sign * EXTREMES[ctx.dtype][1]:g}: gradients per sample {fmt(far[0])}, {fmt(far[1])} are flat, "
+                     f"{sign * EXTREMES[ctx.dtype][-1]:g}: gradients per sample {fmt(far[0])}, {fmt(far[1])} are flat, "
                      f"but {fmt(near)} at {sign * 20:g} on {ctx.where}: the loss stops changing beyond some logit "
                      "(a clamp?)")
     return f"{form.what} family's gradients and no flat tail" if form else "no flat tail"

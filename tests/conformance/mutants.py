@@ -36,6 +36,13 @@ class SaturatingKL(gankit_plugins.losses.FGanKL):
         return -ops.mean(self.fake_term(ops, fake_logits))
 
 
+class KLExpClamped80(gankit_plugins.losses.FGanKL):
+    """f-GAN KL with exp(min(f - 1, 80)) "against float32's overflow": D stops pushing fakes down beyond 81."""
+
+    def fake_term(self, ops, f):
+        return ops.exp(ops.minimum(f - 1.0, 80.0))
+
+
 class FlippedSign(NonSaturating):
     """Both losses negated: D and G now climb instead of descend."""
 
@@ -491,6 +498,7 @@ MUTANT_LOSSES = {
     "clipped_probabilities": (ClippedProbabilities, "loss.asymptotes"),
     "probabilities_as_logits": (ProbabilitiesAsLogits, "loss.asymptotes"),
     "hinge_generator_relu": (HingeGeneratorRelu, "loss.asymptotes"),
+    "kl_exp_clamped_80": (KLExpClamped80, "loss.asymptotes", None, "float64"),
     "generator_reads_real_mean": (GeneratorReadsRealMean, "loss.asymptotes"),
     # wrong only with other params than the defaults (the suite tries the family's variant)
     "least_squares_generator_target_b": (LeastSquaresGeneratorTargetB, "loss.asymptotes", None, "float64"),
