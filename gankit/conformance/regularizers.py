@@ -24,6 +24,8 @@ from gankit.conformance.core import NotApplicable, check, fail
 from gankit.conformance.numerics import FULL_PRECISION, as_float64, fmt, grad_tolerance, value_tolerance
 
 FEATURES = 3
+#: The sample shape of the cubic critic's image-shaped example (channel-first).
+IMAGE_SHAPE = (2, 1, 3)
 
 
 @dataclass(frozen=True)
@@ -209,8 +211,8 @@ def parameter_gradient(ctx):
 
 
 def critic_gradient(theta, x) -> np.ndarray:
-    c, a, b = np.asarray(theta, np.float64).reshape(3, -1)
     x = np.asarray(x, np.float64)
+    c, a, b = (t.reshape(x.shape[1:]) for t in np.asarray(theta, np.float64).reshape(3, -1))
     return c * x * x + a * x + b
 
 
@@ -230,21 +232,27 @@ def _per_sample_form(regularizer):
 
 
 def closed_form_at(phi, theta, points) -> float:
-    return float(phi(np.linalg.norm(critic_gradient(theta, points), axis=1)))
+    grad = critic_gradient(theta, points)
+    return float(phi(np.linalg.norm(grad.reshape(len(grad), -1), axis=1)))
 
 
 def nonlinear_penalty(handle, regularizer, dtype, theta, real, fake, *, seed=0, record=None, traced=False):
     """The penalty on the cubic critic and its gradients wrt theta, real and fake (float64).
     ``record`` (a list) receives every batch the penalty evaluates D at (eagerly only)."""
     ops = handle.backend.ops(dtype=dtype, seed=seed)
+    sample = tuple(np.shape(real)[1:])  # (FEATURES,), or an image's (C, H, W)
+    k = int(np.prod(sample))
 
     def fn(theta_, real_, fake_):
-        c, a, b = theta_[0:FEATURES], theta_[FEATURES:2 * FEATURES], theta_[2 * FEATURES:]
+        c, a, b = theta_[0:k], theta_[k:2 * k], theta_[2 * k:]
+        if len(sample) > 1:
+            c, a, b = (ops.reshape(t, (1, *sample)) for t in (c, a, b))
 
         def discriminator(x):
             if record is not None:
                 record.append(np.asarray(ops.to_numpy(x), np.float64))
-            return ops.sum(c * x * x * x / 3.0 + a * x * x / 2.0 + b * x, axis=1)
+            y = c * x * x * x / 3.0 + a * x * x / 2.0 + b * x
+            return ops.sum(y, axis=tuple(range(1, 1 + len(sample))) if len(sample) > 1 else 1)
 
         return regularizer(ops, discriminator, real_, fake_)
 
@@ -333,6 +341,11 @@ def evaluated_at(ctx):
         record: list = []
         got, _ = nonlinear_penalty(ctx.backend, reg, ctx.dtype, theta, real, fake, record=record)
         points = _one_batch(ctx, record, f"evaluated_at={at!r}")
+        if points.shape != real.shape:
+            fail(f"D was evaluated at a batch of shape {points.shape}, not the real batch's {real.shape}, at "
+                 f"real={fmt(real)}, fake={fmt(fake)} on {ctx.where}")
+        n, sample = len(real), real.shape[1:]  # images: points and norms per sample, over all its axes
+        points, real, fake = points.reshape(n, -1), real.reshape(n, -1), fake.reshape(n, -1)
         _check_points(ctx, at, points, real, fake, tol_x * (1 + np.abs(real).max() + np.abs(fake).max()), reg.params)
         if form is None:
             return
@@ -340,11 +353,21 @@ def evaluated_at(ctx):
         want = closed_form_at(phi, theta, points)
         tol = value_tolerance(ctx.dtype, want) + 1e-5 * (1 + abs(want))
         if not (np.isfinite(got) and abs(got - want) <= tol):
-            fail(f"penalty on the cubic D with theta={fmt(theta)} is {got!r}; {formula} at D's points "
+            fail(f"penalty on the cubic D (samples of shape {sample}) with theta={fmt(theta)} is {got!r}; "
+                 f"{formula} at D's points "
                  f"{fmt(points)} is {want!r} (tolerance {tol!r}) on {ctx.where} with params {reg.params!r}")
 
     ctx.forall(_cubic_cases(), body, share=0.5)
-    return f"at {at}" + (f"; {form[0]}" if form else "")
+    if ctx.dtype == "float32":
+        # Image-shaped samples (C, H, W) = (2, 1, 3): a norm or a sum over axis 1 alone, or
+        # coefficients of shape (batch, 1) that broadcast against the wrong axes, show here.
+        rng = np.random.default_rng(3)
+        shape = (4, *IMAGE_SHAPE)
+        spread = np.linspace(-0.5, 0.5, int(np.prod(shape))).reshape(shape)
+        body((rng.uniform(-1, 1, 3 * int(np.prod(IMAGE_SHAPE))), rng.normal(size=shape) + spread,
+              rng.normal(size=shape) - spread))
+    images = f"; also images {IMAGE_SHAPE}" if ctx.dtype == "float32" else ""
+    return f"at {at}" + (f"; {form[0]}" if form else "") + images
 
 
 @check("regularizer.interpolation", "interpolates: one coefficient per sample, drawn uniformly from [0, 1) "
@@ -415,7 +438,8 @@ def _perturbation_scale(ctx, reg, theta, real, fake, points) -> str:
     ratio = float(np.abs(_one_batch(ctx, record, "perturbed_real") - wide).mean() / np.abs(delta).mean())
     if not abs(ratio - stretch) < 0.05 * stretch:
         fail(f"stretching the real batch about its mean by {stretch:g} (its std from {spread!r} to "
-             f"{float(np.std(wide))!r}, the fakes unchanged) scales the mean perturbation by {ratio!r}, not {stretch:g}, "
+             f"{float(np.std(wide))!r}, the fakes unchanged) scales the mean perturbation by {ratio!r}, "
+             f"not {stretch:g}, "
              f"on {ctx.where}: params.noise is in units of the real batch's standard deviation")
     return f"perturbation {size:.3g} x noise x std(real), x{ratio:.3f} for a spread x{stretch:g}"
 

@@ -597,6 +597,34 @@ class GPNumpyCoefficients(_GP):
         return eps * real + (1.0 - eps) * fake
 
 
+class GPCoefficientsShapeN1(_GP):
+    """Coefficients of shape (batch, 1), right for flat samples only: on images they broadcast against H, W."""
+
+    def points(self, ops, real, fake):
+        eps = ops.random_uniform((ops.shape(real)[0], 1), like=real)
+        return eps * real + (1.0 - eps) * fake
+
+
+class GPNormOverAxis1(GradientPenalty):
+    """The gradient's norm over axis 1 only, right for flat samples: on images, per channel column."""
+
+    def __call__(self, ops, discriminator, real, fake):
+        p = self.params
+        real, fake = ops.stop_gradient(real), ops.stop_gradient(fake)
+        eps = ops.random_uniform(_per_sample_shape(ops, real), like=real)
+        grad = ops.input_grad(discriminator, eps * real + (1.0 - eps) * fake)
+        norm = ops.sqrt(ops.sum(ops.square(grad), axis=1) + 1e-12)
+        return p.weight * ops.mean(ops.square(norm - p.target))
+
+
+class R1SumOverAxis1(R1):
+    """R1 summing the squared gradient over axis 1 only, then averaging: on images, divided by H * W."""
+
+    def __call__(self, ops, discriminator, real, fake):
+        grad = ops.input_grad(discriminator, ops.stop_gradient(real))
+        return 0.5 * self.params.gamma * ops.mean(ops.sum(ops.square(grad), axis=1))
+
+
 class GPOnlyAtFakes(_GP):
     """The gradient penalty at the fake samples, no interpolation."""
 
@@ -787,6 +815,9 @@ MUTANT_REGULARIZERS = {
     "dragan_one_draw_per_sample": (DraganOneDrawPerSample, "regularizer.interpolation"),
     "gp_target_ignored": (GPTargetIgnored, "regularizer.linear_closed_form"),
     "gp_numpy_coefficients": (GPNumpyCoefficients, "regularizer.traced"),
+    "gp_coefficients_shape_n1": (GPCoefficientsShapeN1, "regularizer.evaluated_at"),
+    "gp_norm_over_axis_1": (GPNormOverAxis1, "regularizer.evaluated_at"),
+    "r1_sum_over_axis_1": (R1SumOverAxis1, "regularizer.evaluated_at"),
     "penalty_not_squared": (PenaltyNotSquared, "regularizer.linear_closed_form"),
     "r1_without_half": (R1WithoutHalf, "regularizer.linear_closed_form"),
     "r1_detached": (R1Detached, "regularizer.parameter_gradient"),
