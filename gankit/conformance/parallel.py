@@ -42,8 +42,7 @@ def groups(cases) -> list[list[int]]:
     for i, case in enumerate(cases):
         backend = case.backends[-1].name if case.backends else ""
         by_key.setdefault((case.spec.kind, case.subject.label, backend), []).append(i)
-    cost = {k: sum(COST.get(k[0], 0.1) for _ in v) for k, v in by_key.items()}
-    return [by_key[k] for k in sorted(by_key, key=lambda k: -cost[k])]
+    return sorted(by_key.values(), key=lambda g: -estimated_seconds([cases[i] for i in g]))
 
 
 def _claim(counter) -> int:
