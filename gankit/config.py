@@ -140,9 +140,11 @@ class TrainingConfig(StrictModel):
     single-process run only). Ctrl-C and SIGTERM save one too, and the last step always has one."""
     num_samples: int = Field(default=2500, gt=0)
     """Samples drawn for the pictures and the final samples file."""
-    compile: bool = False
+    compile: bool | list[str] = False
     """Compile: torch.compile the networks on torch; XLA (jit_compile) for the whole step on
-    TensorFlow, whose steps are a tf.function either way."""
+    TensorFlow, whose steps are a tf.function either way. A list of backend names compiles
+    on those backends only, e.g. ``["tensorflow"]`` (a recipe that XLA makes cheaper and
+    torch.compile does not)."""
     init: Literal["default", "normal", "xavier_uniform"] = "default"
     """Weight initialisation: the framework's default, N(0, 0.02) (DCGAN), or Xavier uniform."""
     ema_decay: float = Field(default=0.0, ge=0, lt=1)
@@ -159,7 +161,9 @@ class TrainingConfig(StrictModel):
     tensorboard: bool = True
     """Write TensorBoard event files (scalars and sample grids) into RUN_DIR/tensorboard."""
     prefetch: int = Field(default=2, ge=0, le=64)
-    """Batches prepared ahead of the step by a background thread (0: prepare them inline)."""
+    """Batches prepared ahead of the step by a background thread (0: prepare them inline).
+    Datasets held as arrays in memory (the built-in ones, ``ArrayDataset``) are always
+    served inline: their batch is one indexed copy, cheaper than a thread's hand-over."""
     threads: int | None = Field(default=None, ge=1)
     """CPU threads for the framework's intra-op pool (torch.set_num_threads; TensorFlow's
     intra- and inter-op pools, set before TensorFlow starts). None: chosen at start from the
@@ -170,6 +174,19 @@ class TrainingConfig(StrictModel):
     process per rank; with TF_CONFIG naming several workers TensorFlow uses
     MultiWorkerMirroredStrategy. mirrored: TensorFlow's MirroredStrategy over every visible
     GPU of this machine. off: one process, one device. batch_size is the global batch."""
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile(cls, v):
+        if isinstance(v, str):
+            raise ValueError(f'true, false or a list of backend names, e.g. ["{v}"]')
+        if isinstance(v, list) and len(set(map(repr, v))) != len(v):
+            raise ValueError("name each backend once")
+        return v
+
+    def compiles_on(self, backend: str) -> bool:
+        """Whether a run on ``backend`` compiles (``compile`` true, or a list naming it)."""
+        return self.compile if isinstance(self.compile, bool) else backend in self.compile
 
 
 class EvaluationConfig(StrictModel):
@@ -478,6 +495,11 @@ def resolve(cfg: ExperimentConfig, registry=None, source: str = "config") -> Exp
         reg.get("backend", cfg.backend)
     except PluginError as exc:
         raise ConfigError(f"{source}: backend: {exc.message}", hint=exc.hint) from None
+    for name in cfg.training.compile if isinstance(cfg.training.compile, list) else ():
+        try:
+            reg.get("backend", name)
+        except PluginError as exc:
+            raise ConfigError(f"{source}: training.compile: {exc.message}", hint=exc.hint) from None
     for role in ("generator", "discriminator"):
         entry = reg.get("architecture", getattr(cfg, role).name) if reg.has("architecture", getattr(cfg, role).name) else None
         if entry is not None and role not in entry.record.roles:

@@ -1,6 +1,7 @@
 """Data streaming for the training loop: the batches each step trains on, from any
 position in the stream (so that a resumed run sees what an uninterrupted one would),
-this process's share of each global batch, prepared ahead by a background thread."""
+this process's share of each global batch, prepared ahead by a background thread (or
+inline, for arrays in memory)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,19 @@ import numpy as np
 from gankit.data import ArrayDataset, Dataset, epoch_orders
 
 
+def indexed(dataset: Dataset, labels: bool = False) -> bool:
+    """Whether the dataset's batches are plain index lookups into arrays in memory (an
+    :class:`ArrayDataset` whose ``batches`` is not overridden): each batch is one copy, which
+    costs less than handing it over from a background thread."""
+    return type(dataset).batches is ArrayDataset.batches and (not labels or dataset.labels is not None)
+
+
 def batch_stream(dataset: Dataset, batch_size: int, seed: int, skip: int = 0,
                  labels: bool = False) -> Iterator[np.ndarray]:
     """The dataset's batches from position ``skip`` on, as an uninterrupted run would see
     them. An :class:`ArrayDataset` skips by index (no copies); other datasets draw and
     drop ``skip`` batches. With ``labels``, ``(x, y)`` pairs (class-conditional GANs)."""
-    if type(dataset).batches is ArrayDataset.batches and (not labels or dataset.labels is not None):
+    if indexed(dataset, labels):
         orders = epoch_orders(len(dataset), batch_size, seed)
         for _ in range(skip):
             next(orders)
@@ -39,12 +47,19 @@ def step_batches(dataset: Dataset, batch_size: int, n_critic: int, seed: int, *,
     stream = batch_stream(dataset, batch_size, seed, skip=start_step * n_critic, labels=labels)
     share = batch_size // world_size
     lo, hi = rank * share, (rank + 1) * share
+    # An indexed dataset's batches are fresh copies: one of them (n_critic = 1) gets a leading
+    # axis as a view. Other datasets' arrays are copied (a plugin may reuse its buffers).
+    stack = _view_or_stack if indexed(dataset, labels) else np.stack
     while True:
         if labels:
             pairs = [next(stream) for _ in range(n_critic)]
-            yield np.stack([x[lo:hi] for x, _ in pairs]), np.stack([y[lo:hi] for _, y in pairs])
+            yield stack([x[lo:hi] for x, _ in pairs]), stack([y[lo:hi] for _, y in pairs])
         else:
-            yield np.stack([next(stream)[lo:hi] for _ in range(n_critic)])
+            yield stack([next(stream)[lo:hi] for _ in range(n_critic)])
+
+
+def _view_or_stack(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 class Prefetcher:

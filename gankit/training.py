@@ -38,7 +38,7 @@ from gankit.errors import CheckpointError, ConfigError, TrainingError, TrainingI
 from gankit.monitor import TENSORBOARD_DIR, MetricsLog, Progress, TensorBoard, format_metrics, keep_until, step_line
 from gankit.plugins import Registry
 from gankit.runlock import LOCK_FILE, RunLock
-from gankit.streaming import Prefetcher, step_batches
+from gankit.streaming import Prefetcher, indexed, step_batches
 
 #: Generated samples in each picture's grid (images) — the scatter plots use num_samples.
 GRID_SAMPLES = 64
@@ -430,7 +430,8 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
     z_fixed = fixed_latents(cfg, t.num_samples if exp.dataset.modality == "points" else min(t.num_samples, GRID_SAMPLES))
     labelled = exp.generator.conditional or exp.discriminator.conditional  # class-conditional GAN
     batches = Prefetcher(step_batches(exp.dataset, t.batch_size, t.n_critic, cfg.seed, start_step=start_step,
-                                      rank=group.rank, world_size=group.world_size, labels=labelled), t.prefetch)
+                                      rank=group.rank, world_size=group.world_size, labels=labelled),
+                         0 if indexed(exp.dataset, labelled) else t.prefetch)  # in memory: a thread costs more
     where = f"completing the final checkpoint, samples and summary of step {t.steps}" if completing else (
         f"steps {start_step + 1}-{t.steps}" if start_step else f"{t.steps} steps")
     say(f"{'resuming' if resuming else 'training'} {cfg.name} on {exp.backend.name}, {trainer.device}, "

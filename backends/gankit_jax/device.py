@@ -25,10 +25,11 @@ def _backend_started() -> bool:
 
 
 def set_threads(threads: int | None) -> None:
-    """Limit XLA's CPU compute to one thread when ``threads == 1`` (``None``: jax's
+    """Run each XLA program on one CPU thread when ``threads == 1`` (``None``: jax's
     default). XLA reads its flags when its runtime starts (the first array): after that
-    this warns and changes nothing. More than one thread keeps XLA's default pool, which
-    it sizes by the cores itself."""
+    this warns and changes nothing. The runtime's pool is still sized by the CPUs the
+    process may use (only its affinity, e.g. ``taskset``, changes that). More than one
+    thread keeps XLA's default pool."""
     if threads is None or int(threads) != 1:
         return
     flags = os.environ.get("XLA_FLAGS", "")

@@ -490,7 +490,12 @@ def spawn(variant: str, args, compiled: bool) -> dict:
                    TF_NUM_INTEROP_THREADS="1")
         if args.threads == 1:  # jax: XLA's one-thread CPU flags, as training.threads = 1 sets them
             env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            # ... and one CPU for the whole process: XLA's runtime sizes its pool by the CPUs the
+            # process may use whatever the flags say (jax-ml/jax#1539), and a second pool thread
+            # waiting for work spins, which a CPU clock counts. Every variant alike.
+    cpus = sorted(os.sched_getaffinity(0)) if args.threads == 1 and hasattr(os, "sched_getaffinity") else []
+    pin = (lambda: os.sched_setaffinity(0, {cpus[-1]})) if cpus else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=pin)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -509,7 +514,9 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall seconds, or the process's CPU seconds (robust on a busy machine; with --threads 1)")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads per process (0: the frameworks' default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="intra-op threads per process (0: the frameworks' default); 1 also confines each process "
+                        "to one CPU, the only way to give jax's runtime one thread")
     p.add_argument("--own-nets", action="store_true",
                    help="also a hand-written loop around gankit's own nets and optimizer (the engine's overhead alone)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")

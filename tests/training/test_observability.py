@@ -76,3 +76,56 @@ def test_prefetcher_yields_in_order_and_surfaces_errors():
     assert next(p) == 1
     with pytest.raises(ValueError, match="bad batch"):
         next(p)
+
+
+def test_step_batches_from_memory_are_fresh_and_other_datasets_are_copied():
+    from gankit.data import ArrayDataset
+    from gankit.streaming import indexed, step_batches
+
+    data = ArrayDataset(np.arange(40 * 3, dtype=np.float32).reshape(40, 3), labels=np.arange(40) % 4)
+    assert indexed(data) and indexed(data, labels=True)
+    for k in (1, 3):  # one batch a step is a view of a fresh copy: the same values as a stacked copy
+        stream = step_batches(data, 8, k, seed=0)
+        a, b = next(stream), next(stream)
+        assert a.shape == b.shape == (k, 8, 3)
+        assert not np.shares_memory(a, b) and not np.shares_memory(a, data.array)
+        orders = iter(step_batches(data, 8, 1, seed=0))
+        firsts = [next(orders)[0] for _ in range(2 * k)]
+        np.testing.assert_array_equal(np.concatenate([a, b]), np.stack(firsts))
+    x, y = next(step_batches(data, 8, 1, seed=0, labels=True))
+    assert x.shape == (1, 8, 3) and y.shape == (1, 8)
+    np.testing.assert_array_equal(y[0], data.labels[(x[0, :, 0] // 3).astype(int)])
+
+    class Reusing(ArrayDataset):  # a plugin that refills one buffer for every batch
+        def batches(self, batch_size, seed):
+            buf = np.empty((batch_size, 3), np.float32)
+            for i in range(1000):
+                buf[:] = i
+                yield buf
+
+    reusing = Reusing(np.zeros((40, 3), np.float32))
+    assert not indexed(reusing)
+    stream = step_batches(reusing, 8, 1, seed=0)
+    first = next(stream)
+    next(stream)
+    assert (first == 0).all()  # copied before the buffer was refilled
+
+
+def test_in_memory_data_is_served_inline_and_other_data_prefetched(tmp_path, monkeypatch):
+    from gankit import streaming
+
+    depths = []
+
+    class Recording(streaming.Prefetcher):
+        def __init__(self, source, depth):
+            depths.append(depth)
+            super().__init__(source, depth)
+
+    monkeypatch.setattr(training, "Prefetcher", Recording)
+    points = tmp_path / "points.npy"
+    np.save(points, np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32))
+    tiny(tmp_path, "torch", "training.prefetch=3", "data.name=npy", f"data.params.path={points}",
+         name="inline", steps=3)
+    assert depths == [0]  # an array in memory: no thread
+    tiny(tmp_path, "torch", "training.prefetch=3", name="thread", steps=3)
+    assert depths == [0, 3]  # ring8 draws each batch afresh: prepared ahead
