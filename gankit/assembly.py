@@ -152,7 +152,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
         g_optimizer=cfg.optimizers.generator.settings(), d_optimizer=cfg.optimizers.discriminator.settings(),
         latent_dim=cfg.latent.dim, latent_distribution=cfg.latent.distribution,
         batch_size=t.batch_size, n_critic=t.n_critic, seed=cfg.seed,
-        device=group.device or cfg.device, compile=t.compile,
+        device=group.device or cfg.device, compile=t.compiles_on(cfg.backend),
         initial_weights=initial_weights(g_spec, d_spec, t.init, cfg.seed),
         total_steps=t.steps, ema_decay=t.ema_decay, ema_start=t.ema_start, precision=t.precision,
         world_size=group.world_size, rank=group.rank, threads=threads.count,

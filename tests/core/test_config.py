@@ -89,6 +89,10 @@ def test_default_is_the_mnist_preset():
         ('[generator]\nname = "resnet9000"\n', "generator.name: unknown architecture 'resnet9000'; available: cdcgan, dcgan, mlp, sngan_resnet"),
         ('[data]\nname = "ring8"\nparams = { std = "wide" }\n', "data.params.std"),
         ('backend = "mxnet"\n', "backend: unknown backend 'mxnet'; available: "),
+        ('[training]\ncompile = ["tensorflw"]\n', "training.compile: unknown backend 'tensorflw'; available: "),
+        ('[training]\ncompile = ["torch", "torch"]\n', "training.compile: name each backend once"),
+        ('[training]\ncompile = "tensorflow"\n', 'training.compile: true, false or a list of backend names, e.g. ["tensorflow"]'),
+        ('[training]\ncompile = [3]\n', "training.compile"),
         ('[[regularizers]]\nname = "r1"\n[[regularizers]]\nname = "r1"\n', "regularizer listed twice: r1"),
         ("[optimizers.generator]\nlr = true\n", "optimizers.generator: lr: a boolean is not a number (got True)"),
         ("[latent]\ndim = true\n", "latent: dim: a boolean is not a number"),
@@ -143,6 +147,15 @@ def test_overrides_parse_values():
 def test_bad_override(item):
     with pytest.raises(ConfigError):
         apply_overrides({"training": {"steps": 5}}, [item])
+
+
+@pytest.mark.parametrize("value, compiled_on", [
+    ("false", set()), ("true", {"torch", "tensorflow", "jax"}), ('["tensorflow"]', {"tensorflow"}),
+    ('["torch", "jax"]', {"torch", "jax"}), ("[]", set()),
+])
+def test_compile_on_the_backends_named(value, compiled_on):
+    training = load_config(preset="mnist_mlp", environ={}, overrides=[f"training.compile={value}"]).training
+    assert {b for b in ("torch", "tensorflow", "jax") if training.compiles_on(b)} == compiled_on
 
 
 def test_backend_precedence(tmp_path):
