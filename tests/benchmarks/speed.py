@@ -550,9 +550,11 @@ def main(argv=None) -> dict:
         suffix = " compiled" if compiled else ""
         for b in backends:
             ours, theirs = results[f"gankit-{b}{suffix}"], results[f"{b}{suffix}"]
-            ratio = statistics.median(o["seconds"] / t["seconds"] for o, t in zip(ours, theirs))
+            per_round = [o["seconds"] / t["seconds"] for o, t in zip(ours, theirs)]
+            ratio = statistics.median(per_round)
             key = f"{b}{suffix}"
             report["ratios"][key] = round(ratio, 4)
+            report.setdefault("round_ratios", {})[key] = [round(r, 3) for r in per_round]
             report["ms_per_step"][key] = {"gankit": round(statistics.median(o["seconds"] for o in ours) * 1e3, 3),
                                           "hand_written": round(statistics.median(t["seconds"] for t in theirs) * 1e3, 3)}
             report["peak_rss_mb"][key] = {"gankit": round(max(o["peak_rss_mb"] for o in ours)),
@@ -572,6 +574,8 @@ def main(argv=None) -> dict:
                 report["ratios"][f"{key} engine"] = round(engine, 4)
                 own_ms = statistics.median(t["seconds"] for t in own) * 1e3
                 print(f"{'  vs loop on gankit nets':28s} {ms['gankit']:10.2f} {own_ms:10.2f} {engine:7.3f}")
+    for key, rounds in report.get("round_ratios", {}).items():
+        print(f"per-round ratios, {key}: {', '.join(f'{r:.3f}' for r in rounds)}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return report
