@@ -4,6 +4,8 @@ trained on both backends, timed and scored.
     .venv/bin/python tests/benchmarks/recipes.py                          # every preset, both backends
     .venv/bin/python tests/benchmarks/recipes.py --preset mnist_wgan --backend torch --pictures docs/images/recipes
     .venv/bin/python tests/benchmarks/recipes.py --score RUN_DIR          # score a run trained before
+    .venv/bin/python tests/benchmarks/recipes.py --score RUN_DIR --per-label 1000   # a finer per-label accuracy
+    .venv/bin/python tests/benchmarks/recipes.py --real                   # the classifier on the real digits
     .venv/bin/pytest tests/benchmarks/test_recipes.py -s                  # the same, asserting the targets
 
 Each preset is trained by ``gankit train --preset NAME -s backend=B -s training.threads=1``
@@ -105,6 +107,21 @@ def label_accuracy(samples: dict[int, np.ndarray]) -> dict[int, float]:
     return {d: float(np.mean(classifier.probabilities(x).argmax(axis=1) == d)) for d, x in samples.items()}
 
 
+def _real_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST-5k digits (in [-1, 1]) and their labels."""
+    from gankit_plugins.image_datasets import DigitClasses, make_mnist
+
+    return next(make_mnist(DigitClasses()).labelled_batches(5000, 0))
+
+
+def real_label_accuracy() -> dict[int, float]:
+    """For each digit d: the share of the real MNIST-5k digits of class d that the shipped
+    classifier calls d, the ceiling a perfect generator of that digit would reach in
+    :func:`label_accuracy`."""
+    images, labels = _real_digits()
+    return label_accuracy({d: images[labels == d] for d in range(10)})
+
+
 def _spread(features: np.ndarray) -> float:
     """Mean Euclidean distance between two different rows."""
     from scipy.spatial.distance import pdist
@@ -116,10 +133,8 @@ def real_spread() -> dict[int, float]:
     """For each digit: the spread (mean pairwise distance) of the shipped classifier's
     128-d features over the 500 real MNIST-5k digits of that class."""
     from gankit_plugins.features import MNISTClassifier
-    from gankit_plugins.image_datasets import DigitClasses, make_mnist
 
-    dataset = make_mnist(DigitClasses())
-    images, labels = next(dataset.labelled_batches(5000, 0))
+    images, labels = _real_digits()
     features = MNISTClassifier().features(images)
     return {d: _spread(features[labels == d]) for d in range(10)}
 
@@ -164,8 +179,9 @@ def picture(run_dir: Path, path: Path) -> None:
     plotting.image_grid(path, gan.sample(100, seed=0, labels=np.repeat(np.arange(10), 10)), columns=10)
 
 
-def score(run_dir: Path) -> dict:
-    """What the run's own final evaluation says, plus per-label accuracy if conditional."""
+def score(run_dir: Path, per_label: int = PER_LABEL) -> dict:
+    """What the run's own final evaluation says, plus per-label accuracy if conditional
+    (``per_label`` samples of each digit)."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     evaluation = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
@@ -181,10 +197,11 @@ def score(run_dir: Path) -> dict:
         "fid": round(m["fid"], 2),
     }
     if config["generator"]["name"] == "cdcgan":
-        samples = label_samples(run_dir)
+        samples = label_samples(run_dir, per_label)
         accuracy = label_accuracy(samples)
         report["label_accuracy"] = {str(k): round(v, 3) for k, v in accuracy.items()}
         report["label_accuracy_min"] = round(min(accuracy.values()), 3)
+        report["per_label"] = per_label
     else:
         samples = samples_by_predicted_class(run_dir)
     spread = diversity(samples)
@@ -227,6 +244,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", type=Path, help="append one JSON line per run here")
     parser.add_argument("--score", type=Path, action="append",
                         help="score these run directories instead of training (with --pictures: their pictures too)")
+    parser.add_argument("--per-label", type=int, default=PER_LABEL,
+                        help=f"with --score: samples of each digit for a conditional run's per-label accuracy "
+                             f"(default {PER_LABEL}, what the benchmark's targets are checked on)")
+    parser.add_argument("--real", action="store_true",
+                        help="print the classifier's per-digit accuracy on the real digits (the ceiling of --label accuracy) and stop")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="KEY=VALUE passed to gankit train (the benchmark proper uses none)")
     args = parser.parse_args(argv)
@@ -239,9 +261,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             with args.json.open("a") as f:
                 f.write(json.dumps(report) + "\n")
 
+    if args.real:
+        print(json.dumps({"real_label_accuracy": {str(d): round(v, 3) for d, v in real_label_accuracy().items()}}))
+        return reports
     if args.score:
         for run_dir in args.score:
-            report = score(run_dir)
+            report = score(run_dir, args.per_label)
             report["targets_met"] = targets_met(report)
             if args.pictures:
                 picture(run_dir, args.pictures / f"{report['preset']}-{report['backend']}.png")

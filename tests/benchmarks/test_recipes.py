@@ -56,3 +56,14 @@ def test_diversity_tells_varied_digits_from_one_image_per_class():
     assert all(v < recipes.TARGET_DIVERSITY / 2 for v in recipes.diversity(noisy, reference).values())
     few = {**real, 3: real[3][: recipes.MIN_CLASS_SAMPLES - 1]}
     assert recipes.diversity(few, reference)[3] is None
+
+
+def test_label_accuracy_target_is_below_the_classifiers_own_on_real_digits():
+    """The per-label target is reachable: the shipped classifier calls every real digit
+    class right more often than the target asks of the generator's samples (seconds, no
+    training). Its weakest classes (5 and 8, about 0.93 and 0.96) bound what any generator
+    can score on them."""
+    real = recipes.real_label_accuracy()
+    assert set(real) == set(range(10))
+    assert all(recipes.TARGET_LABEL_ACCURACY < v <= 1.0 for v in real.values()), real
+    assert min(real.values()) < 0.99  # a real ceiling, not a perfect classifier
