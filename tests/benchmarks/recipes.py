@@ -221,9 +221,10 @@ def targets_met(report: dict) -> bool:
     return ok
 
 
-def run(preset: str, backend: str, out_dir: Path, pictures: Path | None = None, extra: list[str] = ()) -> dict:
+def run(preset: str, backend: str, out_dir: Path, pictures: Path | None = None, extra: list[str] = (),
+        per_label: int = PER_LABEL) -> dict:
     run_dir, cpu, command = train(preset, backend, out_dir, extra)
-    report = score(run_dir)
+    report = score(run_dir, per_label)
     summary = json.loads((run_dir / "summary.json").read_text())
     report.update(command=f"gankit train --preset {preset} -s backend={backend} -s training.threads=1"
                           + "".join(f" {a}" for a in extra),
@@ -245,13 +246,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--score", type=Path, action="append",
                         help="score these run directories instead of training (with --pictures: their pictures too)")
     parser.add_argument("--per-label", type=int, default=PER_LABEL,
-                        help=f"with --score: samples of each digit for a conditional run's per-label accuracy "
+                        help=f"samples of each digit for a conditional run's per-label accuracy "
                              f"(default {PER_LABEL}, what the benchmark's targets are checked on)")
     parser.add_argument("--real", action="store_true",
-                        help="print the classifier's per-digit accuracy on the real digits (the ceiling of --label accuracy) and stop")
+                        help="print the classifier's per-digit accuracy on the real digits "
+                             "(the ceiling of per-label accuracy) and stop")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="KEY=VALUE passed to gankit train (the benchmark proper uses none)")
     args = parser.parse_args(argv)
+    if args.per_label < 1:
+        parser.error(f"--per-label must be at least 1, not {args.per_label}")
     reports = []
 
     def emit(report):
@@ -277,7 +281,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         out = args.out or Path(tmp)
         for preset in args.preset or PRESETS:
             for backend in args.backend or BACKENDS:
-                emit(run(preset, backend, out, args.pictures, extra))
+                emit(run(preset, backend, out, args.pictures, extra, args.per_label))
     return reports
 
 

@@ -67,3 +67,20 @@ def test_label_accuracy_target_is_below_the_classifiers_own_on_real_digits():
     assert set(real) == set(range(10))
     assert all(recipes.TARGET_LABEL_ACCURACY < v <= 1.0 for v in real.values()), real
     assert min(real.values()) < 0.99  # a real ceiling, not a perfect classifier
+
+
+def test_score_counts_the_samples_asked_for_each_label(tmp_path):
+    """`--score RUN --per-label N` scores N samples of each digit (a two-step mnist_cgan
+    run: the plumbing, not the quality), and a bad N is one usage line."""
+    import gankit
+
+    run = gankit.train(preset="mnist_cgan", overrides=[
+        "training.steps=2", "training.batch_size=16", "training.num_samples=20", "training.sample_every=0",
+        "training.threads=1", "training.tensorboard=false", "device=cpu", "evaluation.every=2",
+        "evaluation.num_samples=50", "backend=torch", f"output.dir={tmp_path}", "output.name=cgan"])
+    report = recipes.score(run.directory, per_label=20)
+    assert report["per_label"] == 20 and set(report["label_accuracy"]) == {str(d) for d in range(10)}
+    assert all(round(v * 20, 6) == int(round(v * 20)) for v in report["label_accuracy"].values())
+    with pytest.raises(SystemExit) as exit_info:
+        recipes.main(["--score", str(run.directory), "--per-label", "0"])
+    assert exit_info.value.code == 2
