@@ -41,9 +41,7 @@ def test_diversity_tells_varied_digits_from_one_image_per_class():
     """The within-class diversity check itself (seconds, no training): real digits score
     about 1, the same digit repeated (a collapsed class) 0, a few near-copies far below
     the target, and a class with too few samples is not scored."""
-    from gankit_plugins.image_datasets import DigitClasses, make_mnist
-
-    images, labels = next(make_mnist(DigitClasses()).labelled_batches(5000, 0))
+    images, labels = recipes._real_digits()
     reference = recipes.real_spread()
     rng = np.random.default_rng(0)
     real = {d: images[labels == d][rng.choice(500, 200, replace=False)] for d in range(10)}
