@@ -32,6 +32,7 @@ from gankit import (
     Embedding,
     Flatten,
     GlobalPool,
+    LayerNorm,
     OneHot,
     Projection,
     Reshape,
@@ -126,6 +127,12 @@ class DCGANParams(gankit.StrictModel):
     spectral_norm: bool = False
     """Discriminator only: spectral normalisation (Miyato et al. 2018) on every conv, dense
     and projection layer, and no batch norm (SN replaces it, as in SNGAN's DCGAN-style nets)."""
+    norm: Literal["batch", "layer", "none"] = "batch"
+    """Discriminator only, ``paper`` style (and 32×32, 64×64): the normalisation after each
+    conv but the first. ``layer`` is layer norm over each sample's (C, H, W), what
+    Gulrajani et al. (2017) put in a WGAN-GP critic, whose penalty is per sample and so
+    must not be coupled across the batch by batch norm; ``none`` drops it. The tutorial
+    style has no normalisation in its discriminator."""
 
 
 def _spectrally_normalised(layers: list) -> list:
@@ -176,6 +183,11 @@ def _dcgan_28_paper_generator(p: DCGANParams, latent: int, channels: int) -> lis
             Activation(fn="tanh")]
 
 
+def _d_norm(p: DCGANParams) -> list:
+    """The discriminator's normalisation layer after a conv (none for ``norm = "none"``)."""
+    return {"batch": [BatchNorm()], "layer": [LayerNorm()], "none": []}[p.norm]
+
+
 def _dcgan_28_paper_trunk(p: DCGANParams, slope: float, dropout: float) -> list:
     """28 -> 14 -> 7 with 4×4 stride-2 convs; batch norm on all but the first (the paper's rule)."""
     c = p.base_channels
@@ -183,8 +195,8 @@ def _dcgan_28_paper_trunk(p: DCGANParams, slope: float, dropout: float) -> list:
               Activation(fn="leaky_relu", negative_slope=slope)]
     if dropout:
         layers.append(Dropout(rate=dropout))
-    layers += [Conv2d(channels=2 * c, kernel_size=4, stride=2, padding=1, bias=False), BatchNorm(),
-               Activation(fn="leaky_relu", negative_slope=slope)]
+    layers += [Conv2d(channels=2 * c, kernel_size=4, stride=2, padding=1, bias=p.norm != "batch"),
+               *_d_norm(p), Activation(fn="leaky_relu", negative_slope=slope)]
     if dropout:
         layers.append(Dropout(rate=dropout))
     return layers
@@ -211,9 +223,9 @@ def _dcgan_trunk(p: DCGANParams, side: int, slope: float, dropout: float) -> lis
     layers = []
     width = p.base_channels
     for i in range(stages):
-        layers.append(Conv2d(channels=width, kernel_size=4, stride=2, padding=1, bias=False))
+        layers.append(Conv2d(channels=width, kernel_size=4, stride=2, padding=1, bias=bool(i) and p.norm != "batch"))
         if i:
-            layers.append(BatchNorm())
+            layers += _d_norm(p)
         layers.append(Activation(fn="leaky_relu", negative_slope=slope))
         if dropout:
             layers.append(Dropout(rate=dropout))
@@ -229,6 +241,10 @@ def _dcgan(params: DCGANParams, role: str, input_shape, output_shape, *, conditi
         raise gankit.ConfigError(f"{arch} style 'tutorial' exists only for 28x28 images, not {side}x{side}",
                                  hint="drop style, or set style = \"paper\"")
     tutorial = side == 28 and params.style == "tutorial"
+    if params.norm != "batch" and (role == "generator" or tutorial):
+        where = "the generator" if role == "generator" else "the tutorial style's discriminator (it has none)"
+        raise gankit.ConfigError(f"{arch} norm sets the discriminator's normalisation; it does not apply to {where}",
+                                 hint="set norm in [discriminator] params, with style = \"paper\"")
     slope = params.negative_slope if params.negative_slope is not None else (0.3 if tutorial else 0.2)
     dropout = params.dropout if params.dropout is not None else (0.3 if tutorial else 0.0)
     if role == "generator":

@@ -53,19 +53,25 @@ def _cases():
 VARIANTS = {
     "dcgan_paper": ("dcgan", {"base_channels": 4, "style": "paper"}, [(1, 28, 28), (3, 28, 28)]),
     "cdcgan_paper": ("cdcgan", {"base_channels": 4, "embedding_dim": 3, "style": "paper"}, [(1, 28, 28)]),
+    # The discriminator's normalisation (a WGAN-GP critic's layer norm, or none); the
+    # generator keeps its batch norm.
+    "dcgan_paper_layer_norm": ("dcgan", {"base_channels": 4, "style": "paper"}, [(1, 28, 28), (3, 32, 32)],
+                               {"norm": "layer"}),
+    "dcgan_paper_no_norm": ("dcgan", {"base_channels": 4, "style": "paper"}, [(1, 28, 28)], {"norm": "none"}),
 }
 
 CASES = list(_cases()) + [pytest.param(case, shape, id=f"{case}-{'x'.join(map(str, shape))}")
-                          for case, (_, _, shapes) in VARIANTS.items() for shape in shapes]
+                          for case, (_, _, shapes, *_) in VARIANTS.items() for shape in shapes]
 
 
 def specs(name, shape, num_classes=5):
-    name, small = VARIANTS.get(name, (name, SMALL.get(name, {}), None))[:2]
+    name, small, _, *d_only = VARIANTS.get(name, (name, SMALL.get(name, {}), None))
     record = REGISTRY.get("architecture", name).record
     params = record.params.model_validate(small)
+    d_params = record.params.model_validate({**small, **(d_only[0] if d_only else {})})
     extra = {"num_classes": num_classes} if record.conditional else {}
     g = record.factory(params, role="generator", input_shape=(LATENT,), output_shape=shape, **extra)
-    d = record.factory(params, role="discriminator", input_shape=shape, output_shape=(1,), **extra)
+    d = record.factory(d_params, role="discriminator", input_shape=shape, output_shape=(1,), **extra)
     return g, d
 
 
@@ -192,6 +198,27 @@ def test_dcgan_28_paper_style():
     with pytest.raises(gankit.ConfigError, match="style 'tutorial' exists only for 28x28"):
         record.factory(record.params(style="tutorial"), role="generator", input_shape=(LATENT,),
                        output_shape=(3, 32, 32))
+
+
+def test_dcgan_discriminator_norm():
+    kinds = lambda spec: [layer.kind for layer in spec.layers]  # noqa: E731
+    _, d = specs("dcgan_paper_layer_norm", (1, 28, 28))
+    assert kinds(d) == ["conv2d", "activation", "conv2d", "layer_norm", "activation", "conv2d", "flatten"]
+    assert d.layers[2].bias  # no batch norm to absorb it
+    _, d = specs("dcgan_paper_layer_norm", (3, 32, 32))
+    assert kinds(d).count("layer_norm") == 2 and "batch_norm" not in kinds(d)
+    g, d = specs("dcgan_paper_no_norm", (1, 28, 28))
+    assert kinds(d) == ["conv2d", "activation", "conv2d", "activation", "conv2d", "flatten"]
+    assert "batch_norm" in kinds(g)
+    record = REGISTRY.get("architecture", "dcgan").record
+    with pytest.raises(gankit.ConfigError, match="does not apply to the generator"):
+        record.factory(record.params(style="paper", norm="layer"), role="generator", input_shape=(LATENT,),
+                       output_shape=(1, 28, 28))
+    with pytest.raises(gankit.ConfigError, match="tutorial style"):
+        record.factory(record.params(norm="none"), role="discriminator", input_shape=(1, 28, 28), output_shape=(1,))
+    with pytest.raises(gankit.ConfigError, match="norm"):  # through the config, in one line
+        gankit.train({"data": {"name": "mnist"}, "generator": {"name": "dcgan", "params": {"norm": "none"}},
+                      "discriminator": {"name": "dcgan"}, "training": {"steps": 1}})
 
 
 @pytest.mark.parametrize("name", ["dcgan", "cdcgan", "sngan_resnet"])
