@@ -74,6 +74,13 @@ def test_hinge_sn_discriminator_is_spectrally_normalised_without_batch_norm():
     assert len(weighted) == 3 and all(layer.spectral_norm is not None for layer in weighted)
 
 
+def test_wgan_gp_critic_has_layer_norm_and_no_batch_norm():
+    # the penalty is per sample: batch norm would couple the samples (Gulrajani et al. 2017)
+    params = gankit.load_config(preset="mnist_wgan_gp").discriminator.params
+    kinds = [layer.kind for _, layer, _ in _dcgan("discriminator", **params).walk()]
+    assert "layer_norm" in kinds and "batch_norm" not in kinds
+
+
 def test_spectral_norm_on_a_dcgan_generator_is_a_config_error():
     with pytest.raises(gankit.ConfigError, match="spectral_norm applies to the discriminator"):
         _dcgan("generator", style="paper", spectral_norm=True)
