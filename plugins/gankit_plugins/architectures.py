@@ -242,9 +242,11 @@ def _dcgan(params: DCGANParams, role: str, input_shape, output_shape, *, conditi
                                  hint="drop style, or set style = \"paper\"")
     tutorial = side == 28 and params.style == "tutorial"
     if params.norm != "batch" and (role == "generator" or tutorial):
-        where = "the generator" if role == "generator" else "the tutorial style's discriminator (it has none)"
+        where, hint = (("the generator", "set norm in [discriminator] params only") if role == "generator" else
+                       ("the tutorial style's discriminator (it has none)",
+                        "set style = \"paper\" in [discriminator] params, or drop norm"))
         raise gankit.ConfigError(f"{arch} norm sets the discriminator's normalisation; it does not apply to {where}",
-                                 hint="set norm in [discriminator] params, with style = \"paper\"")
+                                 hint=hint)
     slope = params.negative_slope if params.negative_slope is not None else (0.3 if tutorial else 0.2)
     dropout = params.dropout if params.dropout is not None else (0.3 if tutorial else 0.0)
     if role == "generator":
