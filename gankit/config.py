@@ -441,7 +441,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         node[parts[-1]] = value
         explicit.add(tuple(parts))
     for path, node in switched:
-        # Another plugin: its params start from its own defaults, plus those set here.
+        # Another plugin: its params start from its own defaults, plus those set here, one
+        # key at a time or as a whole table (``generator.params={...}``, before or after
+        # the name: the table is the user's own, every key of it kept).
+        if path + ("params",) in explicit:
+            continue
         kept = {e[-1] for e in explicit if len(e) == len(path) + 2 and e[:-1] == path + ("params",)}
         if isinstance(node.get("params"), dict):  # else validation says what is wrong with it
             node["params"] = {k: v for k, v in node["params"].items() if k in kept}

@@ -143,6 +143,25 @@ def test_overrides_parse_values():
                     "generator": {"params": {"hidden": [8, 8]}}}
 
 
+@pytest.mark.parametrize("order", ["name first", "params first"])
+def test_switching_plugin_keeps_the_params_set_with_it(order):
+    # Another plugin's params start from its defaults plus what the overrides set, whether
+    # key by key or as a whole table, before or after the name.
+    base = {"generator": {"name": "dcgan", "params": {"base_channels": 32, "style": "paper"}}}
+    name, table, key = "generator.name=mlp", 'generator.params={"hidden": [64, 32], "norm": "batch"}', \
+        "generator.params.activation=leaky_relu"
+    items = [name, table, key] if order == "name first" else [table, key, name]
+    assert apply_overrides(base, items)["generator"] == {
+        "name": "mlp", "params": {"hidden": [64, 32], "norm": "batch", "activation": "leaky_relu"}}
+    # One key at a time, the old plugin's other params are dropped.
+    assert apply_overrides(base, [name, key])["generator"] == {"name": "mlp", "params": {"activation": "leaky_relu"}}
+    assert apply_overrides(base, [key, name])["generator"] == {"name": "mlp", "params": {"activation": "leaky_relu"}}
+    assert apply_overrides(base, [name])["generator"] == {"name": "mlp", "params": {}}
+    cfg = load_config(preset="mnist_wgan", environ={}, overrides=[name, table])
+    assert cfg.generator.name == "mlp" and cfg.generator.params["hidden"] == [64, 32]
+    assert cfg.generator.params["norm"] == "batch"
+
+
 @pytest.mark.parametrize("item", ["novalue", "=3", "training.steps.x=1"])
 def test_bad_override(item):
     with pytest.raises(ConfigError):
