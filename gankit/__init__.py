@@ -1,4 +1,4 @@
-"""gankit: train GANs on PyTorch or TensorFlow from one config.
+"""gankit: train GANs on PyTorch, TensorFlow or JAX from one config.
 
 The public API. Importing gankit imports no deep-learning framework.
 """

@@ -35,7 +35,7 @@ _config_arg = click.argument("config", required=False, type=click.Path(path_type
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="gankit")
 def app(debug: bool):
-    """Train GANs on PyTorch or TensorFlow from one config."""
+    """Train GANs on PyTorch, TensorFlow or JAX from one config."""
 
 
 @app.command()

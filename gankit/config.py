@@ -309,7 +309,7 @@ class ExperimentConfig(StrictModel):
     description: str = ""
     """What the experiment is for (shown by `gankit presets`)."""
     backend: str = DEFAULT_BACKEND
-    """Backend plugin: torch or tensorflow (GANKIT_BACKEND overrides the file)."""
+    """Backend plugin: torch, tensorflow or jax, or a third-party backend's name (GANKIT_BACKEND overrides the file)."""
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     """Seed for weights, noise and data order: a CPU run with the same seed repeats exactly."""
     device: str = "auto"

@@ -157,7 +157,7 @@ class Ops:
         """Gradient of ``sum(fn(x))`` with respect to ``x``, differentiable itself."""
         raise NotImplementedError(
             f"the {self.name} ops are forward only: input gradients need a backend "
-            "such as torch or tensorflow"
+            "such as torch, tensorflow or jax"
         )
 
     def value_and_grad(
@@ -168,7 +168,7 @@ class Ops:
         conformance suite."""
         raise NotImplementedError(
             f"the {self.name} ops are forward only: gradients need a backend such as "
-            "torch or tensorflow"
+            "torch, tensorflow or jax"
         )
 
 
