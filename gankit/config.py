@@ -257,7 +257,9 @@ class OutputConfig(StrictModel):
     """Run directory name, a relative path inside ``dir`` (default: experiment name,
     backend and a timestamp)."""
     overwrite: bool = False
-    """Allow writing into an existing run directory."""
+    """Allow a new run in an existing run directory: what the old run wrote there
+    (checkpoints, summary, evaluations, pictures, samples, TensorBoard events) is deleted
+    first; other files stay."""
 
     @field_validator("dir")
     @classmethod

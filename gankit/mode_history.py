@@ -44,12 +44,28 @@ def record(exp, directory: Path, step: int, z: np.ndarray) -> Path:
     return path
 
 
+def _frame_files(directory: Path) -> list[tuple[int, Path]]:
+    """The kept frame files with their steps, in step order (not name order: the names'
+    zero padding runs out past 10^6 steps)."""
+    out = []
+    for path in (Path(directory) / FRAMES_DIR).glob("step_*.npy"):
+        step = path.stem.removeprefix("step_")
+        if step.isdigit():
+            out.append((int(step), path))
+    return sorted(out)
+
+
 def load_frames(directory: Path) -> list[tuple[int, np.ndarray]]:
     """The kept frames, by step."""
-    out = []
-    for path in sorted((Path(directory) / FRAMES_DIR).glob("step_*.npy")):
-        out.append((int(path.stem.split("_")[1]), np.load(path, allow_pickle=False)))
-    return out
+    return [(step, np.load(path, allow_pickle=False)) for step, path in _frame_files(directory)]
+
+
+def drop_frames(directory: Path, after: int) -> None:
+    """Remove the frames of steps after ``after``: a resumed run draws them again, a new
+    run in a reused directory (``after = 0``) draws all of its own."""
+    for step, path in _frame_files(directory):
+        if step > after:
+            path.unlink(missing_ok=True)
 
 
 def counts(frames: list[tuple[int, np.ndarray]], info: dict) -> list[dict]:

@@ -77,11 +77,11 @@ def keep_until(path: Path, step: int) -> list[dict]:
     kept: list[dict] = []
     if not path.is_file():
         return kept
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().splitlines():
         try:
             record = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by the interruption
+        except ValueError:  # UnicodeDecodeError included
+            continue  # a line cut short by the interruption, or damaged
         if isinstance(record, dict) and isinstance(record.get("step", 0), int) and record.get("step", 0) <= step:
             kept.append(record)
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept).encode())

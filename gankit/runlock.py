@@ -34,6 +34,11 @@ class RunLock:
         except Timeout:
             raise ConfigError(f"run directory {str(self.directory)!r} is in use by another gankit run",
                               hint="wait for that run to end, or choose another output.name") from None
+        except OSError as exc:  # a read-only or full file system, or a directory where the lock file goes
+            raise ConfigError(f"run directory {str(self.directory)!r} cannot be locked for this run: cannot open "
+                              f"{str(self.path)!r} ({exc.strerror or exc})",
+                              hint="make the run directory writable (and remove anything else named "
+                                   f"{LOCK_FILE}), then run the command again") from None
         return self
 
     def release(self) -> None:

@@ -17,6 +17,7 @@ global batch; only rank 0 writes files.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -273,6 +274,55 @@ def _diverged(step: int, scalars: dict[str, float], last_good: Path | None) -> T
                          hint="lower the learning rates, clip gradients, add a gradient penalty, or change the loss")
 
 
+def _restart_hint(directory: Path) -> str:
+    return (f"start it again from its config: gankit train {directory / 'config.json'} -s output.overwrite=true "
+            "(or -s output.name=NEW for another directory)")
+
+
+_OS_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+               errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied"}
+
+
+def _file_failure(exc: OSError, directory: Path) -> TrainingError:
+    """A file the run reads or writes failed (a full disk, a read-only file system, a file
+    replaced by a directory): one line naming it, and what the run directory still holds."""
+    reason = _OS_REASONS.get(exc.errno) or exc.strerror or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename else ""
+    try:
+        latest = checkpoint.latest(directory)
+    except (OSError, ValueError, CheckpointError):
+        latest = None
+    kept = f"the last checkpoint is {latest}" if latest else "no checkpoint was written"
+    if exc.errno in _OS_REASONS:
+        fix = "free disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"make {directory} writable"
+    else:
+        fix = f"repair or remove {exc.filename or 'the file'}"
+    then = f"then continue with: gankit train --resume {directory}" if latest else "then " + _restart_hint(directory)
+    return TrainingError(f"run directory {str(directory)!r}: {reason}{where}; {kept}", hint=f"{fix}, {then}")
+
+
+def _resume_identity(before: ExperimentConfig, after: ExperimentConfig, run_dir: Path) -> None:
+    """--resume continues the same experiment: the settings that make it that experiment
+    (its data, seed, latent, batch size, loss and optimizers) cannot change, else the run
+    would silently become another one (its optimizer state dropped, its data swapped)."""
+    changed = []
+    for key, old, new in (
+        ("data", before.data, after.data), ("seed", before.seed, after.seed), ("latent", before.latent, after.latent),
+        ("training.batch_size", before.training.batch_size, after.training.batch_size),
+        ("loss", before.loss, after.loss),
+        ("optimizers.generator.name", before.optimizers.generator.name, after.optimizers.generator.name),
+        ("optimizers.discriminator.name", before.optimizers.discriminator.name, after.optimizers.discriminator.name),
+    ):
+        if old != new:
+            show = (lambda v: json.dumps(v.model_dump(mode="json")) if hasattr(v, "model_dump") else repr(v))
+            changed.append(f"{key} {show(old)} -> {show(new)}")
+    if changed:
+        raise ConfigError(f"--resume continues the same run and cannot change {'; '.join(changed)}",
+                          hint=f"train a new run with other settings: gankit train {run_dir / 'config.json'} "
+                               "-s output.name=NEW -s KEY=VALUE")
+
+
 # -- the loop ------------------------------------------------------------------------
 def _resume_config(run_dir: Path, overrides, registry) -> ExperimentConfig:
     path = run_dir / "config.json"
@@ -281,7 +331,10 @@ def _resume_config(run_dir: Path, overrides, registry) -> ExperimentConfig:
                           hint="--resume takes the directory a previous `gankit train` wrote")
     data = read_config_file(path)
     data["output"] = {**data.get("output", {}), "dir": str(run_dir.parent), "name": run_dir.name, "overwrite": True}
-    return load_config(data, overrides=overrides, registry=registry, environ={})
+    cfg = load_config(data, overrides=overrides, registry=registry, environ={})
+    if overrides:
+        _resume_identity(load_config(data, registry=registry, environ={}), cfg, run_dir)
+    return cfg
 
 
 class _StopSignals:
@@ -327,11 +380,21 @@ def _finished(directory: Path, steps: int) -> bool:
 
 def _clear_previous_run(directory: Path) -> None:
     """A new run in a reused directory (output.overwrite): the old run's checkpoints, summary
-    and evaluations go first, so that --resume, pruning and eval.jsonl see only this run's."""
+    and evaluations go first, so that --resume, pruning and eval.jsonl see only this run's,
+    and so do its other artifacts (sample pictures, the modes strip's frames, TensorBoard
+    events, samples, loss curves), so that nothing of the old run is mixed into the new
+    one's pictures and curves. Only files a run writes are removed; others are left."""
     for manifest in checkpoint.periodic(directory):
         manifest.unlink(missing_ok=True)
-    for name in ("checkpoint.json", SUMMARY_FILE, evaluation.EVAL_LOG):
+    for name in ("checkpoint.json", SUMMARY_FILE, evaluation.EVAL_LOG, "samples.npy", "samples.png", "losses.png",
+                 mode_history.STRIP_FILE, mode_history.COUNTS_FILE):
         (directory / name).unlink(missing_ok=True)
+    for path in directory.glob("samples_*.png"):
+        if path.stem.removeprefix("samples_").isdigit():
+            path.unlink(missing_ok=True)
+    for path in (directory / TENSORBOARD_DIR).glob("events.out.tfevents.*"):
+        path.unlink(missing_ok=True)
+    mode_history.drop_frames(directory, after=0)
     checkpoint.clean_partial(directory)  # the data files whose manifests just went
 
 
@@ -382,8 +445,8 @@ def train(
         cfg = _resume_config(run_dir, overrides, registry)
         if checkpoint.latest(run_dir) is None:
             raise CheckpointError(f"run directory {str(run_dir)!r} holds no checkpoint to resume from",
-                                  hint="start it again; runs save a checkpoint every training.checkpoint_every "
-                                       "steps and training.checkpoint_minutes")
+                                  hint=_restart_hint(run_dir) + "; runs save a checkpoint every "
+                                       "training.checkpoint_every steps and training.checkpoint_minutes")
     else:
         cfg = load_config(config, preset=preset, overrides=overrides, registry=registry)
         _run_directory(cfg, cfg.backend, create=False)  # refuse a taken directory before any work
@@ -395,6 +458,8 @@ def train(
     lock = RunLock(directory).acquire() if main else None  # one run per directory, before any write
     try:
         return _train_locked(exp, directory, resume is not None, progress and main, say if main else (lambda line: None))
+    except OSError as exc:  # a full disk, a read-only or damaged run directory: the user's to fix
+        raise _file_failure(exc, directory) from None
     finally:
         if lock is not None:
             lock.release()
@@ -413,7 +478,7 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
     manifest_path = checkpoint.latest(directory) if resuming else None
     if resuming and manifest_path is None:
         raise CheckpointError(f"run directory {str(directory)!r} holds no checkpoint to resume from",
-                              hint="start it again")
+                              hint=_restart_hint(directory))
     start_step = resume_from(exp, manifest_path) if manifest_path is not None else 0
     completing = start_step == t.steps and not _finished(directory, t.steps)
     if start_step >= t.steps and not completing:
@@ -422,8 +487,9 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
     files: dict[str, Path] = {"config": directory / "config.json", "metrics": directory / "metrics.jsonl"}
     if main:
         _write_json(directory / "config.json", json.loads(cfg.model_dump_json()))
-        if resuming:  # evaluations after the checkpoint are made again
+        if resuming:  # evaluations, mode frames and sample pictures after the checkpoint are made again
             keep_until(directory / evaluation.EVAL_LOG, start_step - 1 if completing else start_step)
+            mode_history.drop_frames(directory, after=start_step)
     log = MetricsLog(files["metrics"] if main else None, resume_step=start_step)
     board = TensorBoard(directory / TENSORBOARD_DIR if (main and t.tensorboard) else None,
                         purge_step=start_step + 1 if start_step else None)

@@ -291,6 +291,116 @@ def test_overwrite_starts_clean(tmp_path):
     assert checkpoint.load(new.directory)[0].step == 10 and not (new.directory / "eval.jsonl").exists()
 
 
+def test_overwrite_leaves_nothing_of_the_old_run_in_the_new_ones_pictures(tmp_path):
+    from gankit import mode_history
+
+    old = tiny(tmp_path, "torch", "training.sample_every=5", "training.tensorboard=true", name="o", steps=20)
+    d = old.directory
+    (d / "notes.txt").write_text("mine")
+    assert [s for s, _ in mode_history.load_frames(d)] == [5, 10, 15, 20] and (d / "samples_000015.png").exists()
+    new = tiny(tmp_path, "torch", "output.overwrite=true", "training.sample_every=5", "training.tensorboard=true",
+               name="o", steps=10)
+    assert new.directory == d
+    assert [s for s, _ in mode_history.load_frames(d)] == [5, 10]
+    assert [row["step"] for row in json.loads((d / mode_history.COUNTS_FILE).read_text())] == [5, 10]
+    assert sorted(p.name for p in d.glob("samples_*.png")) == ["samples_000005.png"]
+    assert len(list((d / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert (d / "notes.txt").read_text() == "mine"  # not the run's: left alone
+
+
+def test_mode_frames_are_in_step_order_past_a_million_steps(tmp_path):
+    from gankit import mode_history
+
+    (tmp_path / mode_history.FRAMES_DIR).mkdir()
+    for step in (999_999, 1_000_000, 20):
+        np.save(tmp_path / mode_history.FRAMES_DIR / f"step_{step:06d}.npy", np.full((2, 2), step, np.float32))
+    assert [s for s, _ in mode_history.load_frames(tmp_path)] == [20, 999_999, 1_000_000]
+    mode_history.drop_frames(tmp_path, after=999_999)
+    assert [s for s, _ in mode_history.load_frames(tmp_path)] == [20, 999_999]
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_goes_on(tmp_path, monkeypatch):
+    import errno
+
+    real = checkpoint._temporary
+
+    def full(path, data):  # the disk fills up while the step-15 checkpoint is written
+        if "step_00000015" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(checkpoint, "_temporary", full)
+    with pytest.raises(gankit.TrainingError) as info:
+        tiny(tmp_path, "torch", "training.checkpoint_every=5", name="full", steps=20)
+    d = tmp_path / "full"
+    assert "the disk is full; the last checkpoint is" in str(info.value) and "step_00000010.json" in str(info.value)
+    assert f"continue with: gankit train --resume {d}" in info.value.hint
+    monkeypatch.undo()
+    done = gankit.train(resume=d)
+    assert done.resumed_from == 10 and checkpoint.load(d)[0].step == 20
+
+
+def test_an_unwritable_or_damaged_run_directory_is_one_line_on_resume(tmp_path):
+    run = tiny(tmp_path, "torch", name="dmg", steps=10)
+    d = run.directory
+    (d / ".gankit.lock").unlink(missing_ok=True)
+    (d / ".gankit.lock").mkdir()  # stands for a file the run cannot open (as on a read-only disk)
+    with pytest.raises(gankit.ConfigError, match="cannot be locked for this run"):
+        gankit.train(resume=d, overrides=["training.steps=15"])
+    (d / ".gankit.lock").rmdir()
+    (d / "metrics.jsonl").rename(tmp_path / "metrics.jsonl")
+    (d / "metrics.jsonl").mkdir()
+    with pytest.raises(gankit.TrainingError, match="metrics.jsonl") as info:
+        gankit.train(resume=d, overrides=["training.steps=15"])
+    assert "repair or remove" in info.value.hint
+    (d / "metrics.jsonl").rmdir()
+    lines = (tmp_path / "metrics.jsonl").read_bytes().splitlines(keepends=True)
+    (d / "metrics.jsonl").write_bytes(lines[0] + b"\xff\xfe garbage \x00\n" + lines[1])
+    done = gankit.train(resume=d, overrides=["training.steps=15"])
+    steps = [json.loads(line)["step"] for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert done.resumed_from == 10 and steps == [5, 10, 15]
+
+
+def test_cli_full_disk_is_exit_2_and_one_line(tmp_path):
+    # the lock file's place taken by a directory: the CLI's answer is one line, status 2
+    run = tiny(tmp_path, "torch", name="cli", steps=10)
+    (run.directory / ".gankit.lock").unlink(missing_ok=True)
+    (run.directory / ".gankit.lock").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "gankit", "train", "--resume", str(run.directory),
+                           "--set", "training.steps=15"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cannot be locked" in proc.stderr
+
+
+@pytest.mark.parametrize("override", ["data.name=grid25", "seed=5", "training.batch_size=64",
+                                      "latent.distribution=uniform", "loss.name=hinge",
+                                      "optimizers.generator.name=sgd", "optimizers.discriminator.name=rmsprop"])
+def test_resume_refuses_to_change_which_experiment_it_is(tmp_path, override):
+    run = tiny(tmp_path, "torch", name="same", steps=10)
+    before = {p.name: p.read_bytes() for p in run.directory.iterdir() if p.is_file()}
+    with pytest.raises(gankit.ConfigError, match="--resume continues the same run and cannot change " +
+                       override.split("=")[0].split(".")[0]):
+        gankit.train(resume=run.directory, overrides=["training.steps=15", override])
+    assert {p.name: p.read_bytes() for p in run.directory.iterdir() if p.is_file()} == before
+
+
+def test_resume_may_change_how_the_run_goes_on(tmp_path):
+    run = tiny(tmp_path, "torch", name="on", steps=10)
+    done = gankit.train(resume=run.directory, overrides=["training.steps=15", "optimizers.generator.lr=1e-4",
+                                                         "training.log_every=1"])
+    assert done.resumed_from == 10 and done.config.optimizers.generator.lr == 1e-4
+
+
+def test_resume_without_a_checkpoint_says_how_to_start_again(tmp_path):
+    run = tiny(tmp_path, "torch", name="none", steps=10)
+    for path in [*run.directory.glob("checkpoint.*"), *(run.directory / "checkpoints").glob("*")]:
+        path.unlink()
+    with pytest.raises(gankit.CheckpointError) as info:
+        gankit.train(resume=run.directory)
+    assert "output.overwrite=true" in info.value.hint
+    again = gankit.train(run.directory / "config.json", overrides=["output.overwrite=true"])
+    assert again.directory == run.directory and again.steps == 10
+
+
 def test_metrics_lines_are_appended_by_one_write_each(tmp_path, monkeypatch):
     from gankit import monitor
 
