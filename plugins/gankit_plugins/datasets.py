@@ -7,14 +7,38 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import gankit
+
+
+def absolute_path(value: str) -> str:
+    """A data path as an absolute one (``~`` expanded, relative to the working directory),
+    so the run's saved config finds the data from any directory later (``gankit evaluate``)."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    path = Path(value).expanduser()
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a symlink loop: refused when the file is opened
+        return os.path.abspath(path)
+
+
+def shown(path: Path | str) -> str:
+    """A path as an error message names it: relative to the working directory when it lies
+    inside it (as the user most likely typed it), absolute otherwise (and from ``/``)."""
+    path = Path(path)
+    try:
+        cwd = Path.cwd()
+        return str(path) if cwd.parent == cwd else str(path.relative_to(cwd))
+    except (ValueError, OSError):
+        return str(path)
 
 
 class RingParams(gankit.StrictModel):
@@ -52,6 +76,11 @@ class ArrayFileParams(gankit.StrictModel):
     """auto: images for arrays of shape (n, C, H, W), points otherwise. Images are
     channel-first, values in [-1, 1]."""
 
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v):
+        return absolute_path(v)
+
 
 def ring_centers(p: RingParams) -> np.ndarray:
     angles = 2 * np.pi * np.arange(p.modes) / p.modes
@@ -82,13 +111,13 @@ def make_grid(params: GridParams, seed: int = 0) -> gankit.Dataset:
 def load_array_file(params: ArrayFileParams, seed: int = 0) -> gankit.Dataset:
     path = Path(params.path).expanduser()
     if not path.is_file():
-        raise gankit.DataError(f"data file {str(path)!r} does not exist", hint="check data.params.path")
+        raise gankit.DataError(f"data file {shown(path)!r} does not exist", hint="check data.params.path")
     try:
         # allow_pickle=False: loading data never runs code.
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise gankit.DataError(
-            f"data file {str(path)!r} is not a readable .npy/.npz array ({' '.join(str(exc).split())})",
+            f"data file {shown(path)!r} is not a readable .npy/.npz array ({' '.join(str(exc).split())})",
             hint="save it with numpy.save or numpy.savez, without object arrays",
         ) from None
     labels = None
@@ -97,29 +126,29 @@ def load_array_file(params: ArrayFileParams, seed: int = 0) -> gankit.Dataset:
             keys = list(loaded.keys())
             if params.labels_key is not None:
                 if params.labels_key not in keys:
-                    raise gankit.DataError(f"data file {str(path)!r} has no array {params.labels_key!r}; it holds {keys}",
+                    raise gankit.DataError(f"data file {shown(path)!r} has no array {params.labels_key!r}; it holds {keys}",
                                            hint="check data.params.labels_key")
                 labels = loaded[params.labels_key]
                 if not np.issubdtype(labels.dtype, np.integer):
-                    raise gankit.DataError(f"labels {params.labels_key!r} in {str(path)!r} must be integers, got {labels.dtype}")
+                    raise gankit.DataError(f"labels {params.labels_key!r} in {shown(path)!r} must be integers, got {labels.dtype}")
                 keys = [k for k in keys if k != params.labels_key]
             key = params.key or (keys[0] if len(keys) == 1 else None)
             if key is None or key not in keys:
                 raise gankit.DataError(
-                    f"data file {str(path)!r} holds arrays {keys}; choose one",
+                    f"data file {shown(path)!r} holds arrays {keys}; choose one",
                     hint="set data.params.key",
                 )
             try:
                 array = loaded[key]
             except ValueError as exc:
-                raise gankit.DataError(f"array {key!r} in {str(path)!r} cannot be read: {exc}") from None
+                raise gankit.DataError(f"array {key!r} in {shown(path)!r} cannot be read: {exc}") from None
     else:
         if params.labels_key is not None:
-            raise gankit.DataError(f"data file {str(path)!r} is a .npy: labels need a .npz", hint="unset data.params.labels_key")
+            raise gankit.DataError(f"data file {shown(path)!r} is a .npy: labels need a .npz", hint="unset data.params.labels_key")
         array = loaded
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating) or array.ndim < 2:
         raise gankit.DataError(
-            f"data file {str(path)!r} must hold a real numeric array of shape (n, ...), got {array.dtype} {array.shape}",
+            f"data file {shown(path)!r} must hold a real numeric array of shape (n, ...), got {array.dtype} {array.shape}",
         )
     modality = params.modality if params.modality != "auto" else ("images" if array.ndim == 4 else "points")
     return gankit.ArrayDataset(array, modality=modality, labels=labels, info={"source": str(path)})

@@ -10,14 +10,21 @@ for conditional models and class-aware metrics.
 * ``digits``: scikit-learn's 1,797 handwritten digits, ``(1, 8, 8)``.
 * ``image_folder``: PNG/JPEG files under a folder (recursive), resized and center-cropped
   to ``size``, grayscale or RGB, class labels from the first level of sub-folders. Files
-  are read a batch at a time, so the folder may be larger than memory.
+  are read a batch at a time, so the folder may be larger than memory. 16-bit images are
+  scaled from their own range (0-65535), not clipped at 255.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import struct
+import sys
+import time
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +32,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 import gankit
+from gankit_plugins.datasets import absolute_path, shown
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -129,8 +137,14 @@ class ImageFolderParams(gankit.StrictModel):
     labels: bool = True
     """Take class labels from the first level of sub-folders (when every image lies in one)."""
     check: bool = True
-    """Open every file's header up front, so an unreadable file or a size mismatch is
-    reported before training starts (one header read per file; pixels are not loaded)."""
+    """Decode every file up front (a few threads), so an unreadable or truncated file, or a
+    size mismatch, is reported before training starts. False: a bad file stops the run
+    when its batch is read."""
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v):
+        return absolute_path(v)
 
     @field_validator("size")
     @classmethod
@@ -162,25 +176,40 @@ def max_pixels() -> int | None:
     return Image.MAX_IMAGE_PIXELS
 
 
-def _open(path: Path):
+def _unreadable(path: Path, exc: BaseException) -> gankit.DataError:
+    return gankit.DataError(
+        f"image file {shown(path)!r} cannot be read ({' '.join(str(exc).split()) or type(exc).__name__})",
+        hint="remove or replace the file",
+    )
+
+
+@contextlib.contextmanager
+def _quiet_bombs():
+    """Pillow's DecompressionBombWarning off: such images are refused in one line instead.
+    Warning filters are global, not per thread (and catch_warnings is not thread-safe), so
+    ``check_images`` sets them once around its threads."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def _open(path: Path, quiet: bool = True):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():  # refused below instead, in one line
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _quiet_bombs() if quiet else contextlib.nullcontext():
             img = Image.open(path)
     except Image.DecompressionBombError as exc:
-        raise gankit.DataError(f"image file {str(path)!r} is refused as a decompression bomb ({exc})",
+        raise gankit.DataError(f"image file {shown(path)!r} is refused as a decompression bomb ({exc})",
                                hint="remove the file, or shrink the image") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise gankit.DataError(
-            f"image file {str(path)!r} cannot be read ({' '.join(str(exc).split()) or type(exc).__name__})",
-            hint="remove or replace the file",
-        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
     limit = max_pixels()
     if limit is not None and img.width * img.height > limit:  # Pillow only warns up to twice its limit
         img.close()
-        raise gankit.DataError(f"image file {str(path)!r} is {img.width}x{img.height}, more than {limit:,} pixels: "
+        raise gankit.DataError(f"image file {shown(path)!r} is {img.width}x{img.height}, more than {limit:,} pixels: "
                                "refused as a possible decompression bomb", hint="remove the file, or shrink the image")
     return img
 
@@ -200,6 +229,37 @@ def fit_image(img, size: tuple[int, int] | None):
     return img.crop((left, top, left + w, top + h))
 
 
+# Errors Pillow raises on truncated or corrupt pixel data.
+def _read_errors():
+    from PIL import Image
+
+    return (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+def deep_pixels(img, path: Path) -> tuple[np.ndarray, float] | None:
+    """The pixels of a single-channel image of more than 8 bits, and the value of white;
+    None for any other image. Pillow's ``convert("L")``/``convert("RGB")`` clips such
+    pixels at 255, so a 16-bit image would load all white: they are scaled here instead.
+
+    * 16-bit (``I;16``, what a 16-bit grayscale PNG opens as): white is 65535.
+    * 32-bit integer (``I``): read as 16-bit, white 65535; values outside 0-65535 are refused.
+    * floating point (``F``): white is 1.0; values outside [0, 1] (or NaN) are refused.
+    """
+    if img.mode != "F" and not img.mode.startswith("I"):
+        return None
+    values = np.asarray(img)  # decodes the pixels
+    if values.dtype.kind == "f":
+        kind, white = "floating-point", 1.0
+    else:
+        kind, white = ("16-bit" if values.dtype.itemsize <= 2 else "32-bit integer"), 65535.0
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not (lo >= 0 and hi <= white):  # NaN fails too
+        raise gankit.DataError(
+            f"image file {shown(path)!r} holds {kind} pixels from {lo:g} to {hi:g}, outside the range "
+            f"0-{white:g} it is read in", hint="save it as an 8- or 16-bit PNG")
+    return values, white
+
+
 def read_image(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
     """One image file as float32 ``(C, H, W)`` in [-1, 1]."""
     from PIL import Image
@@ -207,46 +267,136 @@ def read_image(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarra
     img = _open(path)
     try:
         with img:
-            img = img.convert("L" if mode == "grayscale" else "RGB")
-            img = fit_image(img, size)
-            arr = np.asarray(img, dtype=np.uint8)
+            deep = deep_pixels(img, path)
+            if deep is None:
+                img = img.convert("L" if mode == "grayscale" else "RGB")
+                arr, white = np.asarray(fit_image(img, size), dtype=np.uint8), 255.0
+            else:
+                # Resized as 32-bit floats (Pillow's mode "F"), in the image's own units.
+                values, white = deep
+                arr = np.asarray(fit_image(Image.fromarray(values.astype(np.float32)), size), dtype=np.float32)
+                arr = np.clip(arr, 0.0, white)  # bicubic overshoots; 8-bit images are clipped the same way
+                if mode != "grayscale":
+                    arr = np.repeat(arr[..., None], 3, axis=2)  # as convert("RGB") does for gray
     except gankit.DataError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # truncated or corrupt pixel data
-        raise gankit.DataError(
-            f"image file {str(path)!r} cannot be read ({' '.join(str(exc).split()) or type(exc).__name__})",
-            hint="remove or replace the file",
-        ) from None
+    except _read_errors() as exc:  # truncated or corrupt pixel data
+        raise _unreadable(path, exc) from None
     if arr.ndim == 2:
         arr = arr[None]
     else:
         arr = arr.transpose(2, 0, 1)
-    return to_unit_range(arr)
+    return to_unit_range(arr, white)
+
+
+def check_image(path: Path) -> tuple[int, int]:
+    """Open and decode one file, as reading its batch will; its ``(height, width)``."""
+    with _open(path, quiet=False) as img:  # check_images silences the bomb warning for its threads
+        hw = (img.height, img.width)
+        try:
+            img.draft(None, (1, 1))  # JPEG: decode at 1/8 scale (every byte is still read); others: no-op
+            img.load()
+            deep_pixels(img, path)
+        except gankit.DataError:
+            raise
+        except _read_errors() as exc:
+            raise _unreadable(path, exc) from None
+    return hw
+
+
+PROGRESS_AFTER_S = 1.0
+"""The up-front check shows a progress bar (on a terminal) once it has taken this long."""
+
+
+class _CheckProgress:
+    """A transient rich bar on stderr, started only once the check is slow, on a terminal."""
+
+    def __init__(self, total: int, what: str):
+        self.total, self.what, self.done = total, what, 0
+        self.start = time.perf_counter()
+        try:
+            self.enabled = sys.stderr.isatty()
+        except (AttributeError, ValueError):  # no stderr, or a closed one
+            self.enabled = False
+        self.bar = None
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar is None:
+            if not self.enabled or time.perf_counter() - self.start < PROGRESS_AFTER_S:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task("check", total=self.total)
+            self.bar.start()
+        self.bar.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def check_images(files: list[Path], what: str = "checking images"):
+    """``check_image`` over ``files`` on a few threads (Pillow decodes without the GIL),
+    yielding ``(height, width)`` in file order: the first bad file in that order is the
+    one reported. A bounded number of files is in flight, so a huge folder costs no memory."""
+    progress = _CheckProgress(len(files), what)
+    workers = _workers()
+    window = 4 * workers
+    pending: deque = deque()
+    with _quiet_bombs():
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="gankit-check")
+        try:
+            for f in files:
+                pending.append(pool.submit(check_image, f))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+                    progress.advance()
+            while pending:
+                yield pending.popleft().result()
+                progress.advance()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            progress.close()
 
 
 def make_image_folder(params: ImageFolderParams, seed: int = 0) -> gankit.Dataset:
     root = Path(params.path).expanduser()
     if not root.is_dir():
-        raise gankit.DataError(f"image folder {str(root)!r} does not exist or is not a folder", hint="check data.params.path")
+        raise gankit.DataError(f"image folder {shown(root)!r} does not exist or is not a folder", hint="check data.params.path")
     files = find_images(root)
     if not files:
-        raise gankit.DataError(f"image folder {str(root)!r} holds no .png, .jpg or .jpeg files", hint="check data.params.path")
+        raise gankit.DataError(f"image folder {shown(root)!r} holds no .png, .jpg or .jpeg files", hint="check data.params.path")
     size = params.size
-    if params.check or size is None:
+    if params.check:
         first = None
-        for f in files if params.check else files[:1]:
-            with _open(f) as img:
+        with contextlib.closing(check_images(files, f"checking {len(files):,} images")) as sizes:
+            for f, (h, w) in zip(files, sizes):
                 if size is None:
                     if first is None:
-                        first = (img.height, img.width, f)
-                    elif (img.height, img.width) != first[:2]:
+                        first = (h, w, f)
+                    elif (h, w) != first[:2]:
                         raise gankit.DataError(
-                            f"image file {str(f)!r} is {img.width}x{img.height} but {str(first[2])!r} is "
+                            f"image file {shown(f)!r} is {w}x{h} but {shown(first[2])!r} is "
                             f"{first[1]}x{first[0]}; images of different sizes need a size",
                             hint="set data.params.size",
                         )
         if size is None:
             size = first[:2]
+    elif size is None:
+        with _open(files[0]) as img:
+            size = (img.height, img.width)
     channels = 1 if params.mode == "grayscale" else 3
     labels, classes = None, []
     rel = [f.relative_to(root) for f in files]

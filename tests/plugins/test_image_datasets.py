@@ -1,5 +1,7 @@
 """Image datasets: MNIST-5k, sklearn digits, image folders (streamed), labels."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,214 @@ def test_npz_images_with_labels(tmp_path):
     assert ds.modality == "images" and ds.num_classes == 3 and ds.sample_shape == (1, 4, 4)
     with pytest.raises(DataError, match="no array 'z'"):
         make("npy", path=str(path), labels_key="z")
+
+
+# -- more than 8 bits per pixel: scaled from their own range, never clipped at 255 ----------
+def write_16bit(path, values):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(values, dtype=np.uint16)).save(path)  # a 16-bit grayscale PNG
+    return path
+
+
+@pytest.mark.parametrize("mode, channels", [("grayscale", 1), ("rgb", 3)])
+def test_16bit_png_is_scaled_from_its_own_range(tmp_path, mode, channels):
+    values = np.array([[0, 1000, 30000, 65535], [65535, 32768, 255, 12345]], dtype=np.uint16)
+    write_16bit(tmp_path / "deep.png", values)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I;16")  # what Pillow opens it as
+    x = make("image_folder", path=str(tmp_path), mode=mode).sample(1, seed=0)[0]
+    expected = values.astype(np.float64) / 65535 * 2 - 1  # 0 -> -1, 65535 -> +1, 30000 -> about -0.084
+    assert x.shape == (channels, 2, 4) and x.dtype == np.float32
+    for c in range(channels):
+        np.testing.assert_allclose(x[c], expected, atol=1e-6)
+
+
+def test_16bit_png_resized_keeps_its_level(tmp_path):
+    # the audit's case: 30000 everywhere loaded as +1.0 (all white) before
+    for i in range(3):
+        write_16bit(tmp_path / f"{i}.png", np.full((16, 16), 30000))
+    for mode in ("grayscale", "rgb"):
+        x = next(make("image_folder", path=str(tmp_path), size=8, mode=mode).batches(3, seed=0))
+        np.testing.assert_allclose(x, 30000 / 65535 * 2 - 1, atol=1e-5)
+
+
+def test_16bit_and_8bit_images_of_one_level_agree(tmp_path):
+    write_image(tmp_path / "a" / "8.png", np.full((4, 4), 51))  # 51 / 255 = 0.2
+    write_16bit(tmp_path / "b" / "16.png", np.full((4, 4), 13107))  # 13107 / 65535 = 0.2
+    x, y = next(make("image_folder", path=str(tmp_path), mode="grayscale").labelled_batches(2, seed=0))
+    assert sorted(y.tolist()) == [0, 1]
+    np.testing.assert_allclose(x[0], x[1], atol=1e-6)
+    np.testing.assert_allclose(x, -0.6, atol=1e-6)
+
+
+def write_tiff_as_png(path, values):
+    """Pillow opens files by content: a float or 32-bit TIFF named .png is read as one."""
+    from PIL import Image
+
+    Image.fromarray(values).save(path, format="TIFF")
+    return path
+
+
+@pytest.mark.parametrize("values, expected", [
+    (np.full((4, 4), 0.25, np.float32), -0.5),  # floats: [0, 1]
+    (np.full((4, 4), 30000, np.int32), 30000 / 65535 * 2 - 1),  # 32-bit integers: read as 16-bit
+])
+def test_float_and_32bit_images_are_scaled(tmp_path, values, expected):
+    write_tiff_as_png(tmp_path / "a.png", values)
+    for mode in ("grayscale", "rgb"):
+        x = make("image_folder", path=str(tmp_path), mode=mode).sample(1, seed=0)
+        np.testing.assert_allclose(x, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("values, expected", [
+    (np.full((4, 4), 3.5, np.float32), "floating-point pixels from 3.5 to 3.5, outside the range 0-1"),
+    (np.full((4, 4), np.nan, np.float32), "floating-point pixels from nan"),
+    (np.full((4, 4), 70000, np.int32), "32-bit integer pixels from 70000 to 70000, outside the range 0-65535"),
+])
+def test_pixels_outside_their_range_are_refused_up_front(tmp_path, values, expected):
+    write_image(tmp_path / "a.png", np.zeros((4, 4)))
+    write_tiff_as_png(tmp_path / "b.png", values)
+    with pytest.raises(DataError, match="b.png' holds " + expected.replace("(", r"\(")) as info:
+        make("image_folder", path=str(tmp_path), mode="grayscale")
+    assert "\n" not in str(info.value)
+
+
+# -- the up-front check decodes every file ------------------------------------------------------
+def truncate(path, keep):
+    data = path.read_bytes()
+    assert len(data) > keep
+    path.write_bytes(data[:keep])
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_check_refuses_a_truncated_file_among_good_ones(tmp_path, ext):
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        write_image(tmp_path / f"{i:02d}.{ext}", rng.integers(0, 256, (32, 32, 3)))
+    keep = 300 if ext == "png" else (tmp_path / "37.jpg").stat().st_size * 3 // 4  # a JPEG's header is longer
+    truncate(tmp_path / f"37.{ext}", keep)  # its header is whole: only decoding it finds the cut
+    from PIL import Image
+
+    with Image.open(tmp_path / f"37.{ext}") as img:
+        assert img.size == (32, 32)  # what the header-only check saw, and passed
+    with pytest.raises(DataError, match=rf"37\.{ext}' cannot be read \(image file is truncated") as info:
+        make("image_folder", path=str(tmp_path), size=16)
+    assert "\n" not in str(info.value)
+    ds = make("image_folder", path=str(tmp_path), size=16, check=False)  # without the check: found when read
+    with pytest.raises(DataError, match=rf"37\.{ext}' cannot be read"):
+        for _ in range(8):
+            next(ds.batches(60, seed=0))
+
+
+def test_check_names_the_first_bad_file_in_order(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(80):
+        write_image(tmp_path / f"{i:02d}.png", rng.integers(0, 256, (16, 16, 3)))
+    for bad in ("71", "13", "40"):
+        truncate(tmp_path / f"{bad}.png", 200)
+    for _ in range(3):  # the files are decoded on several threads; the answer is still the first
+        with pytest.raises(DataError, match=r"13\.png' cannot be read"):
+            make("image_folder", path=str(tmp_path))
+
+
+def test_check_reads_every_file_before_training(folder, monkeypatch):
+    from gankit_plugins import image_datasets
+
+    checked = []
+    real = image_datasets.check_image
+    monkeypatch.setattr(image_datasets, "check_image", lambda f: checked.append(f.name) or real(f))
+    make("image_folder", path=str(folder), size=8)
+    assert sorted(checked) == sorted(["0.png", "1.png", "2.png"] * 2 + ["x.jpg"])
+
+
+def test_check_shows_a_progress_bar_on_a_terminal_when_slow(folder, monkeypatch, capsys):
+    from gankit_plugins import image_datasets
+
+    monkeypatch.setattr(image_datasets, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(image_datasets.sys.stderr, "isatty", lambda: True)
+    make("image_folder", path=str(folder), size=8)
+    assert "checking 7 images" in capsys.readouterr().err
+    monkeypatch.setattr(image_datasets, "PROGRESS_AFTER_S", 60.0)  # a quick check shows nothing
+    make("image_folder", path=str(folder), size=8)
+    assert capsys.readouterr().err == ""
+
+
+def test_truncated_file_stops_gankit_train_before_any_run_directory(tmp_path, capsys):
+    from gankit.cli import main
+
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        write_image(tmp_path / "imgs" / f"{i:02d}.png", rng.integers(0, 256, (16, 16)))
+    truncate(tmp_path / "imgs" / "19.png", 150)
+    code = main(["train", "--preset", "ring8", "-q", "--set", "data.name=image_folder",
+                 "--set", f'data.params={{"path": "{tmp_path / "imgs"}", "size": 8, "mode": "grayscale"}}',
+                 "--set", "training.steps=2", "--set", "training.batch_size=4", "--set", "training.threads=1",
+                 "--set", f"output.dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "19.png' cannot be read (image file is truncated" in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# -- data paths are stored absolute, so a run's config works from any directory -------------------
+@pytest.mark.parametrize("name, relative, more", [("image_folder", "imgs", {"size": 8}), ("npy", "d.npy", {})])
+def test_relative_data_path_is_resolved_in_the_config(folder, tmp_path, monkeypatch, name, relative, more):
+    np.save(tmp_path / "d.npy", np.zeros((4, 2), np.float32))
+    monkeypatch.chdir(tmp_path)
+    cfg = gankit.load_config({"data": {"name": name, "params": {"path": relative, **more}}})
+    assert cfg.data.params["path"] == str((tmp_path / relative).resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # `gankit evaluate RUN` from another directory
+    again = gankit.load_config(json.loads(cfg.model_dump_json()))
+    assert again.data.params["path"] == cfg.data.params["path"]
+    assert len(make(name, **again.data.params)) > 0
+
+
+def test_home_in_a_data_path_is_expanded(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = gankit.load_config({"data": {"name": "image_folder", "params": {"path": "~/imgs"}}})
+    assert cfg.data.params["path"] == str(folder.resolve())
+
+
+@pytest.mark.parametrize("name", ["image_folder", "npy"])
+def test_empty_data_path_is_refused(name):
+    with pytest.raises(gankit.ConfigError, match="data.params.path: .*must not be empty"):
+        gankit.load_config({"data": {"name": name, "params": {"path": " "}}})
+
+
+def test_errors_name_files_as_typed_inside_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bad.png").write_bytes(b"\x89PNG not really")
+    monkeypatch.chdir(tmp_path)
+    params = gankit.load_config({"data": {"name": "image_folder", "params": {"path": "data"}}}).data.params
+    with pytest.raises(DataError, match=r"^image file 'data/bad.png' cannot be read"):
+        make("image_folder", **params)
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(DataError, match=r"^image file 'bad.png' cannot be read"):
+        make("image_folder", **params)
+    monkeypatch.chdir("/")
+    with pytest.raises(DataError, match=rf"^image file '{tmp_path.resolve()}/data/bad.png' cannot be read"):
+        make("image_folder", **params)
+
+
+def test_threaded_check_refuses_a_bomb_without_pillows_warning(tmp_path):
+    import struct
+    import warnings
+    import zlib
+
+    def png_claiming(side):  # a header claiming side x side 8-bit gray pixels, a few bytes of data
+        def chunk(kind, data):
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+    for i in range(40):
+        write_image(tmp_path / f"{i:02d}.png", np.zeros((8, 8)))
+    (tmp_path / "30.png").write_bytes(png_claiming(12_000))  # 144M pixels: Pillow warns, does not raise
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(DataError, match="30.png' is 12000x12000"):
+        warnings.simplefilter("always")
+        make("image_folder", path=str(tmp_path))
+    assert not [w for w in caught if "DecompressionBomb" in w.category.__name__]
