@@ -268,7 +268,7 @@ class OutputConfig(StrictModel):
             raise ValueError("a path cannot hold a NUL character")
         if not v.strip():
             raise ValueError("give a directory (e.g. runs)")
-        return v
+        return os.path.expanduser(v)  # the shell does not expand a '~' inside --set output.dir=~/runs
 
     @field_validator("name")
     @classmethod
@@ -308,6 +308,14 @@ class ExperimentConfig(StrictModel):
 
     name: str = "experiment"
     """A label for the run directory and logs."""
+
+    @field_validator("name")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        if not v or v != v.strip() or v.startswith(("-", ".")) or any(c in v for c in "/\\\x00"):
+            raise ValueError(f"the experiment name {v!r} becomes the start of a run directory's name: give a "
+                             "non-empty name without surrounding spaces, a leading '-' or '.', or '/'")
+        return v
     description: str = ""
     """What the experiment is for (shown by `gankit presets`)."""
     backend: str = DEFAULT_BACKEND
@@ -435,7 +443,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             if nxt is None:
                 nxt = node[part] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a table")
+                where = '.'.join(parts[: i + 1])
+                raise ConfigError(f"--set {item!r}: {where} is not a table",
+                                  hint=f"set it whole, e.g. --set '{where}=[...]' for a list" if isinstance(nxt, list)
+                                  else f"{where} holds {json.dumps(nxt)}; set it whole with --set {where}=VALUE")
             node = nxt
         value = _parse_value(raw)
         if parts[-1] == "name" and isinstance(node.get("params"), dict) and node.get("name") != value:
@@ -463,6 +474,8 @@ def _format_validation_error(err: ValidationError, source: str, prefix: str = ""
             msg = "unknown key"
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
             msg += f" (got {e['input']!r})"
+            if e["type"] == "string_type" and isinstance(e["input"], (int, float)):
+                msg += f"; with --set, quote it as JSON: '{loc}=\"{e['input']}\"'"
         parts.append(f"{loc}: {msg}" if loc else msg)
     return f"{source}: " + "; ".join(parts)
 
@@ -516,8 +529,15 @@ def resolve(cfg: ExperimentConfig, registry=None, source: str = "config") -> Exp
             reason = not_built_on(entry.name, entry.record.backends, cfg.backend,
                                   native=entry.record.native is not None)
             raise ConfigError(f"{source}: {role}.name: {reason}", hint=switch_hint(entry.record.backends))
+    metrics = [check("metric", m, f"evaluation.metrics.{i}") for i, m in enumerate(cfg.evaluation.metrics)]
+    for i, m in enumerate(metrics):  # a metric's feature extractor, checked now rather than at the first evaluation
+        features = m.params.get("features")
+        if isinstance(features, str) and features != "auto" and not reg.has("feature_extractor", features):
+            known = ", ".join(["auto", *sorted(reg.names("feature_extractor"))])
+            raise ConfigError(f"{source}: evaluation.metrics.{i}.params.features: unknown feature extractor {features!r}",
+                              hint=f"use one of {known} (`gankit plugins --kind feature_extractor`)")
     evaluation = cfg.evaluation.model_copy(update={
-        "metrics": [check("metric", m, f"evaluation.metrics.{i}") for i, m in enumerate(cfg.evaluation.metrics)],
+        "metrics": metrics,
         "features": {
             name: check("feature_extractor", PluginChoice(name=name, params=params), f"evaluation.features.{name}").params
             for name, params in cfg.evaluation.features.items()
@@ -555,15 +575,17 @@ def load_config(
     elif isinstance(source, Mapping):
         data, label = dict(source), "config"
     elif source is not None:
-        if preset:
+        if preset is not None:
             raise ConfigError("give a config file or --preset, not both")
         data, label = read_config_file(source), str(source)
     else:
-        name = preset or DEFAULT_PRESET
+        name = DEFAULT_PRESET if preset is None else preset  # '' is no preset's name, not the default
         data, label = read_preset(name), f"preset {name!r}"
     env_backend = env.get(BACKEND_ENV, "").strip()
     if env_backend:
         data = {**data, "backend": env_backend}
+        if not any(item.partition("=")[0].strip() == "backend" for item in overrides):
+            label = f"{label} with {BACKEND_ENV}={env_backend}"  # an error about the backend names its source
     if overrides:
         data = apply_overrides(data, overrides)
     return resolve(validate(data, label), registry=registry, source=label)

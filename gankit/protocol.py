@@ -56,7 +56,7 @@ class StrictModel(BaseModel):
     """Base for every gankit pydantic model: unknown keys are errors, and so is a boolean
     where a number belongs (``lr = true`` is not a learning rate of 1)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

@@ -21,6 +21,7 @@ import errno
 import io
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -34,7 +35,7 @@ import numpy as np
 
 from gankit import checkpoint, evaluation, mode_history, plotting
 from gankit.assembly import Experiment, build
-from gankit.config import ExperimentConfig, check_output_dir, load_config, read_config_file
+from gankit.config import BACKEND_ENV, ExperimentConfig, check_output_dir, load_config, read_config_file
 from gankit.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from gankit.monitor import TENSORBOARD_DIR, MetricsLog, Progress, TensorBoard, format_metrics, keep_until, step_line
 from gankit.plugins import Registry
@@ -329,7 +330,17 @@ def _resume_config(run_dir: Path, overrides, registry) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a run directory (no config.json)",
                           hint="--resume takes the directory a previous `gankit train` wrote")
+    moved = [item.partition("=")[0].strip() for item in overrides
+             if item.partition("=")[0].strip() in ("output", "output.dir", "output.name")]
+    if moved:
+        raise ConfigError(f"--resume continues in the run's own directory {str(run_dir)!r}; {moved[0]} cannot be set",
+                          hint="to continue a copy elsewhere, copy the run directory and resume the copy")
+    env_backend = os.environ.get(BACKEND_ENV, "").strip()
     data = read_config_file(path)
+    if env_backend and env_backend != data.get("backend") and not any(
+            item.partition("=")[0].strip() == "backend" for item in overrides):
+        warnings.warn(f"{BACKEND_ENV}={env_backend} is not used by --resume: the run goes on on its own backend "
+                      f"{data.get('backend')!r}, the one that trained it", RuntimeWarning, stacklevel=2)
     data["output"] = {**data.get("output", {}), "dir": str(run_dir.parent), "name": run_dir.name, "overwrite": True}
     cfg = load_config(data, overrides=overrides, registry=registry, environ={})
     if overrides:

@@ -162,6 +162,31 @@ def test_switching_plugin_keeps_the_params_set_with_it(order):
     assert cfg.generator.params["norm"] == "batch"
 
 
+def test_output_dir_expands_the_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_config(preset="ring8", environ={}, overrides=["output.dir=~/runs"]).output.dir == str(tmp_path / "runs")
+
+
+def test_an_unknown_backend_from_the_environment_names_the_variable():
+    with pytest.raises(ConfigError, match="preset 'ring8' with GANKIT_BACKEND=pytorch: backend: unknown backend"):
+        load_config(preset="ring8", environ={"GANKIT_BACKEND": "pytorch"})
+    assert load_config(preset="ring8", environ={"GANKIT_BACKEND": "pytorch"}, overrides=["backend=torch"]).backend == "torch"
+
+
+@pytest.mark.parametrize("name", ["", " x", "x ", "-x", ".x", "a/b"])
+def test_experiment_names_that_make_bad_directory_names_are_refused(name):
+    with pytest.raises(ConfigError, match="name: the experiment name"):
+        load_config(preset="ring8", environ={}, overrides=[f'name={json.dumps(name)}'])
+
+
+@pytest.mark.parametrize("key", ["training.checkpoint_minutes", "optimizers.generator.lr",
+                                 "optimizers.discriminator.clip_weights", "optimizers.generator.weight_decay"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_numbers_are_refused(key, value):
+    with pytest.raises(ConfigError, match=f"{key}: Input should be a finite number"):
+        load_config(preset="ring8", environ={}, overrides=[f"{key}={value}"])
+
+
 @pytest.mark.parametrize("item", ["novalue", "=3", "training.steps.x=1"])
 def test_bad_override(item):
     with pytest.raises(ConfigError):

@@ -383,6 +383,22 @@ def test_resume_refuses_to_change_which_experiment_it_is(tmp_path, override):
     assert {p.name: p.read_bytes() for p in run.directory.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.parametrize("override", ["output.dir=elsewhere", "output.name=other"])
+def test_resume_stays_in_its_own_directory(tmp_path, override):
+    run = tiny(tmp_path, "torch", name="here", steps=10)
+    with pytest.raises(gankit.ConfigError, match="--resume continues in the run's own directory"):
+        gankit.train(resume=run.directory, overrides=["training.steps=15", override])
+    assert json.loads((run.directory / "config.json").read_text())["output"]["name"] == "here"
+
+
+def test_resume_says_it_does_not_use_the_backend_of_the_environment(tmp_path, monkeypatch):
+    run = tiny(tmp_path, "torch", name="env", steps=10)
+    monkeypatch.setenv("GANKIT_BACKEND", "tensorflow")
+    with pytest.warns(RuntimeWarning, match="GANKIT_BACKEND=tensorflow is not used by --resume"):
+        done = gankit.train(resume=run.directory, overrides=["training.steps=15"])
+    assert done.backend == "torch"
+
+
 def test_resume_may_change_how_the_run_goes_on(tmp_path):
     run = tiny(tmp_path, "torch", name="on", steps=10)
     done = gankit.train(resume=run.directory, overrides=["training.steps=15", "optimizers.generator.lr=1e-4",
