@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tomllib
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -36,6 +37,12 @@ def default_backend() -> str:
     return os.environ.get(BACKEND_ENV, "").strip() or DEFAULT_BACKEND
 
 
+def _no_effect(message: str) -> None:
+    """A setting the rest of the config makes ineffective: a warning, not an error (a
+    config may keep it for when it is switched on)."""
+    warnings.warn(message, UserWarning, stacklevel=2)
+
+
 class PluginChoice(StrictModel):
     """A plugin by registered name, with the parameters its own model accepts."""
 
@@ -57,6 +64,13 @@ class RegularizerChoice(PluginChoice):
 
     def weight_schedule(self) -> WeightSchedule:
         return WeightSchedule(self.schedule, self.final_weight_fraction)
+
+    @model_validator(mode="after")
+    def _unused_fraction(self):
+        if self.schedule == "constant" and self.final_weight_fraction:
+            _no_effect(f"regularizer {self.name!r}: final_weight_fraction = {self.final_weight_fraction} has no "
+                       "effect with the constant schedule (set schedule = \"linear\" or \"cosine\")")
+        return self
 
 
 class LatentConfig(StrictModel):
@@ -102,6 +116,18 @@ class OptimizerConfig(StrictModel):
             raise ValueError("each beta must be in [0, 1)")
         return v
 
+    def unused(self) -> list[str]:
+        """The settings that differ from their defaults and have no effect on this optimizer."""
+        default = OptimizerConfig.model_construct()
+        ignored = {
+            "betas": (self.name not in ("adam", "adamw"), f"on {self.name}"),
+            "momentum": (self.name not in ("rmsprop", "sgd"), f"on {self.name}"),
+            "eps": (self.name == "sgd", "on sgd"),
+            "final_lr_fraction": (self.schedule == "constant", "with the constant schedule"),
+        }
+        return [f"{key} = {getattr(self, key)} has no effect {why}" for key, (off, why) in ignored.items()
+                if off and getattr(self, key) != getattr(default, key)]
+
     def settings(self) -> OptimizerSettings:
         return OptimizerSettings(
             name=self.name, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay,
@@ -118,6 +144,13 @@ class OptimizersConfig(StrictModel):
     """The generator's optimizer."""
     discriminator: OptimizerConfig = Field(default_factory=OptimizerConfig)
     """The discriminator's optimizer."""
+
+    @model_validator(mode="after")
+    def _unused_settings(self):
+        for role in ("generator", "discriminator"):
+            for what in getattr(self, role).unused():
+                _no_effect(f"optimizers.{role}.{what}")
+        return self
 
 
 class TrainingConfig(StrictModel):
@@ -226,6 +259,13 @@ class SamplingConfig(StrictModel):
     between modes). A number in [0, 1): the paper's shift gamma, that percentile of F(x)
     over each batch; higher is stricter and may favour the modes the discriminator scores
     highest (see docs/evaluation.md)."""
+
+    @model_validator(mode="after")
+    def _unused_percentile(self):
+        if self.rejection == "none" and self.drs_percentile is not None:
+            _no_effect(f"sampling.drs_percentile = {self.drs_percentile} has no effect with rejection = \"none\" "
+                       "(set sampling.rejection = \"drs\")")
+        return self
 
 
 class AugmentConfig(StrictModel):

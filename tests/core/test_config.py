@@ -1,6 +1,7 @@
 """Config loading and validation: good files in every format, bad files with one clear line."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -185,6 +186,34 @@ def test_experiment_names_that_make_bad_directory_names_are_refused(name):
 def test_non_finite_numbers_are_refused(key, value):
     with pytest.raises(ConfigError, match=f"{key}: Input should be a finite number"):
         load_config(preset="ring8", environ={}, overrides=[f"{key}={value}"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optimizers.generator.momentum=0.9"], "optimizers.generator.momentum = 0.9 has no effect on adam"),
+    (["optimizers.discriminator.name=sgd", "optimizers.discriminator.betas=[0.1, 0.2]"],
+     "optimizers.discriminator.betas = (0.1, 0.2) has no effect on sgd"),
+    (["optimizers.generator.name=sgd", "optimizers.generator.eps=0.5"], "optimizers.generator.eps = 0.5 has no effect on sgd"),
+    (["optimizers.generator.final_lr_fraction=0.5"], "final_lr_fraction = 0.5 has no effect with the constant schedule"),
+    (['regularizers=[{"name": "r1", "final_weight_fraction": 0.5}]'],
+     "regularizer 'r1': final_weight_fraction = 0.5 has no effect with the constant schedule"),
+    (["sampling.drs_percentile=0.5"], "sampling.drs_percentile = 0.5 has no effect with rejection"),
+])
+def test_settings_without_effect_are_warned_about(overrides, message):
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        load_config(preset="ring8", environ={}, overrides=overrides)
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_presets_and_effective_settings_warn_of_nothing(preset):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(preset=preset, environ={})
+        load_config(preset="ring8", environ={}, overrides=[
+            "optimizers.generator.name=sgd", "optimizers.generator.momentum=0.9", "optimizers.discriminator.name=rmsprop",
+            "optimizers.discriminator.momentum=0.5", "optimizers.generator.schedule=linear",
+            "optimizers.generator.final_lr_fraction=0.1", "sampling.rejection=drs", "sampling.drs_percentile=0.8"])
 
 
 @pytest.mark.parametrize("item", ["novalue", "=3", "training.steps.x=1"])
