@@ -11,8 +11,11 @@ A checkpoint is two files side by side (three when it can resume training)::
 Writes are atomic (temp file + rename) and the manifest is written last (a manifest being
 replaced is deleted first), so an interrupted write leaves the previous checkpoint readable;
 :func:`clean_partial` removes what such a write left behind. A run directory keeps its
-periodic checkpoints as ``checkpoints/step_NNNNNNNN.*`` (the last N) and the final one as
-``checkpoint.*``. Loading parses JSON and safetensors only; it never executes code.
+periodic checkpoints as ``checkpoints/step_NNNNNNNN.*`` (the last N, ordered by the step
+in their names, not the names themselves: ``step_100000000`` follows ``step_99999999``) and
+the final one as ``checkpoint.*``. Loading parses JSON and safetensors only; it never
+executes code. A checkpoint that cannot be loaded (truncated, corrupt) is refused with a
+hint naming the run's newest other checkpoint that loads (:func:`load`).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ import math
 import os
 import re
 import secrets
+import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field, ValidationError
 
-from gankit.errors import CheckpointError
+from gankit.errors import CheckpointError, ConfigError
 from gankit.native import AnyNet
 from gankit.nets import NetSpec
 from gankit.protocol import StrictModel
@@ -226,23 +230,95 @@ def periodic_base(run_dir: str | os.PathLike, step: int) -> Path:
     return Path(run_dir) / PERIODIC_DIR / f"step_{step:08d}"
 
 
+_PERIODIC_MANIFEST = re.compile(rf"step_(\d+){re.escape(MANIFEST_SUFFIX)}")
+FINAL = "checkpoint"
+
+
+def periodic_step(manifest: str | os.PathLike) -> int | None:
+    """The step in a periodic checkpoint's manifest name (``step_00000300.json``: 300), or
+    None for any other name."""
+    match = _PERIODIC_MANIFEST.fullmatch(Path(manifest).name)
+    return int(match.group(1)) if match else None
+
+
 def periodic(run_dir: str | os.PathLike) -> list[Path]:
-    """The manifests of a run's periodic checkpoints, oldest first."""
+    """The manifests of a run's periodic checkpoints, oldest first: ordered by the step in
+    their names (a name sort would put ``step_100000000`` before ``step_99999999``)."""
     folder = Path(run_dir) / PERIODIC_DIR
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob(f"step_*{MANIFEST_SUFFIX}") if not p.name.startswith("."))
+    found = [(step, p) for p in folder.glob(f"step_*{MANIFEST_SUFFIX}") if (step := periodic_step(p)) is not None]
+    return [p for _, p in sorted(found)]
 
 
 def prune(run_dir: str | os.PathLike, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` periodic checkpoints; returns the deleted manifests.
-    A manifest is deleted first, so a half-pruned checkpoint is never mistaken for a whole one."""
+    """Delete all but the ``keep`` periodic checkpoints of the highest steps; returns the
+    deleted manifests. A manifest is deleted first, so a half-pruned checkpoint is never
+    mistaken for a whole one."""
     old = periodic(run_dir)[: -keep] if keep > 0 else periodic(run_dir)
     for manifest in old:
-        manifest.unlink(missing_ok=True)
-        for p in (paths(manifest)[0], state_path(manifest)):
-            p.unlink(missing_ok=True)
+        _delete(manifest)
     return old
+
+
+def _delete(manifest: Path) -> None:
+    """Delete a checkpoint: its manifest first, then its data files."""
+    manifest.unlink(missing_ok=True)
+    for p in (paths(manifest)[0], state_path(manifest)):
+        p.unlink(missing_ok=True)
+
+
+def discard_after(run_dir: str | os.PathLike, step: int) -> list[Path]:
+    """Delete a run's checkpoints of steps after ``step`` (periodic ones by the step in their
+    names, the final one by its manifest's step); returns the deleted manifests. A run
+    resumed from an earlier checkpoint than its newest continues from that step, as if the
+    later steps had not been taken: their checkpoints would otherwise be taken for newer
+    ones of the continued run (by :func:`latest`, and by :func:`prune`, which keeps the
+    highest steps). An unreadable final manifest is left alone."""
+    gone = [m for m in periodic(run_dir) if periodic_step(m) > step]
+    final = Path(run_dir) / f"{FINAL}{MANIFEST_SUFFIX}"
+    if _manifest_step(final) is not None and _manifest_step(final) > step:
+        gone.append(final)
+    for manifest in gone:
+        _delete(manifest)
+    return gone
+
+
+def _manifest_step(manifest: Path) -> int | None:
+    """The step a manifest file names, or None when it is missing or unreadable (read as
+    JSON only, without the schema: a cheap look, not a check)."""
+    try:
+        if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+            return None
+        step = json.loads(manifest.read_text()).get("step")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def resume_target(path: str | os.PathLike) -> tuple[Path, Path | None]:
+    """What ``gankit train --resume PATH`` continues: ``(run directory, manifest)``. PATH is
+    a run directory (manifest None: its newest checkpoint) or one checkpoint of a run
+    directory, to continue from exactly that one: a periodic checkpoint
+    ``RUN/checkpoints/step_N.json`` or the final ``RUN/checkpoint.json`` (either of its
+    ``.safetensors`` files names it too)."""
+    p = Path(path)
+    if p.is_dir():
+        return p, None
+    usage = "--resume takes a run directory, or one of its checkpoints (RUN/checkpoints/step_N.json)"
+    if not p.exists():
+        raise ConfigError(f"--resume {str(p)!r} does not exist", hint=usage)
+    if not (p.name.endswith(MANIFEST_SUFFIX) or p.name.endswith(WEIGHTS_SUFFIX)):
+        raise ConfigError(f"--resume {str(p)!r} is neither a run directory nor a checkpoint", hint=usage)
+    manifest = paths(p)[1]
+    run_dir = _run_of(manifest, final_alone=True)
+    if run_dir is None:
+        raise ConfigError(f"--resume {str(p)!r} is not a checkpoint of a run directory (RUN/checkpoints/step_N.json "
+                          f"or RUN/checkpoint.json)", hint="resume a run directory, or one of its checkpoints")
+    if not manifest.is_file():
+        raise CheckpointError(f"checkpoint manifest {str(manifest)!r} is missing",
+                              hint=_earlier_hint(manifest, resume=True))
+    return run_dir, manifest
 
 
 def clean_partial(run_dir: str | os.PathLike) -> list[Path]:
@@ -273,25 +349,88 @@ def latest(run_dir: str | os.PathLike) -> Path | None:
     newest periodic one, whichever has the higher step (None if there is none). Unreadable
     manifests are passed over; when every one is unreadable, the newest of them is
     returned, so that :func:`load` says what is wrong with it."""
-    candidates = [*periodic(run_dir)]
-    final = Path(run_dir) / f"checkpoint{MANIFEST_SUFFIX}"
-    if final.is_file():
-        candidates.append(final)
+    candidates = _checkpoints(run_dir)
     best, best_step = None, -1
     for manifest in candidates:
-        try:
-            if manifest.stat().st_size > MAX_MANIFEST_BYTES:
-                continue
-            step = json.loads(manifest.read_text()).get("step", -1)
-        except (OSError, ValueError, RecursionError, AttributeError):  # unreadable: not a candidate
-            continue
-        if isinstance(step, int) and step >= best_step:
+        step = _manifest_step(manifest)  # unreadable: not a candidate
+        if step is not None and step >= best_step:
             best, best_step = manifest, step
     return best if best is not None or not candidates else candidates[-1]
 
 
+def _checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The manifests of a run directory: its periodic checkpoints by step, then the final one."""
+    final = Path(run_dir) / f"{FINAL}{MANIFEST_SUFFIX}"
+    return [*periodic(run_dir), *([final] if final.is_file() else [])]
+
+
+def _run_of(manifest: Path, final_alone: bool = False) -> Path | None:
+    """The run directory a checkpoint's manifest belongs to: ``RUN`` of
+    ``RUN/checkpoints/step_N.json``, or of ``RUN/checkpoint.json`` when ``RUN/checkpoints``
+    exists or ``final_alone``; None for a checkpoint outside a run directory."""
+    folder = manifest.parent if manifest.parent.name else Path(os.path.abspath(manifest)).parent  # "step_N.json"
+    if periodic_step(manifest) is not None and folder.name == PERIODIC_DIR:
+        return folder.parent
+    if manifest.name == f"{FINAL}{MANIFEST_SUFFIX}" and (final_alone or (manifest.parent / PERIODIC_DIR).is_dir()):
+        return manifest.parent
+    return None
+
+
+def earlier(manifest: str | os.PathLike, *, resume: bool = False) -> Path | None:
+    """The newest other checkpoint of ``manifest``'s run directory, at its step or before,
+    that loads (and, with ``resume``, whose training state loads too); None when there is
+    none. What to use instead of a checkpoint that cannot be loaded."""
+    manifest = Path(manifest)
+    run_dir = _run_of(manifest)
+    if run_dir is None:
+        return None
+    limit = periodic_step(manifest)
+    if limit is None:
+        limit = _manifest_step(manifest)
+    same = os.path.abspath(manifest)
+    others = [(step, m) for m in _checkpoints(run_dir) if os.path.abspath(m) != same
+              and (step := _manifest_step(m)) is not None and (limit is None or step <= limit)]
+    for _, candidate in sorted(others, key=lambda pair: pair[0], reverse=True):
+        try:
+            loaded, _ = _load(candidate)
+            if resume:
+                _load_state(candidate, loaded)
+        except CheckpointError:
+            continue
+        return candidate
+    return None
+
+
+def _earlier_hint(manifest: Path, resume: bool, what: str = "") -> str | None:
+    """``what`` (why the checkpoint cannot be used), then, for a checkpoint of a run
+    directory, the exact checkpoint to use instead (with ``resume``: the command)."""
+    parts = [what] if what else []
+    if _run_of(manifest) is not None:
+        other = earlier(manifest, resume=resume)
+        if other is None:
+            parts.append("the run has no earlier checkpoint that loads")
+        else:
+            use = shlex.quote(str(other))
+            parts.append(f"use an earlier checkpoint: {f'gankit train --resume {use}' if resume else use}")
+    return "; ".join(parts) or None
+
+
+class _Damaged(CheckpointError):
+    """A checkpoint file that is missing, truncated or corrupt: :func:`load` and
+    :func:`load_state` add the run's earlier checkpoint to the hint."""
+
+
 def load_state(path: str | os.PathLike, manifest: Manifest) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The (optimizer, rng) state of a resumable checkpoint, verified against its manifest."""
+    """The (optimizer, rng) state of a resumable checkpoint, verified against its manifest.
+    A missing or corrupt state file is refused with the command that resumes from the run's
+    newest earlier checkpoint that loads."""
+    try:
+        return _load_state(path, manifest)
+    except _Damaged as exc:
+        raise CheckpointError(exc.message, hint=_earlier_hint(find(path), True, exc.hint or "")) from None
+
+
+def _load_state(path: str | os.PathLike, manifest: Manifest) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
@@ -300,27 +439,28 @@ def load_state(path: str | os.PathLike, manifest: Manifest) -> tuple[dict[str, n
                               hint="resume from a run's periodic checkpoint (checkpoints/step_*.json)")
     file = state_path(find(path))
     if not file.is_file():
-        raise CheckpointError(f"checkpoint state file {str(file)!r} is missing", hint="use an earlier checkpoint")
+        raise _Damaged(f"checkpoint state file {str(file)!r} is missing")
     # State tensors keep their dtypes (step counts, random states): at most 8 bytes an element.
     _check_file_size(file, {k: (v, MAX_ELEMENT_BYTES) for k, v in manifest.state.tensors.items()})
     blob = file.read_bytes()
     if hashlib.sha256(blob).hexdigest() != manifest.state.sha256:
-        raise CheckpointError(f"checkpoint state {str(file)!r} does not match its manifest (sha256 differs)",
-                              hint="the file is truncated or corrupt; use an earlier checkpoint")
+        raise _Damaged(f"checkpoint state {str(file)!r} does not match its manifest (sha256 differs)",
+                       hint="the file is truncated or corrupt")
     try:
         arrays = st_load(blob)
     except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint state {str(file)!r} cannot be read: {exc}") from None
+        raise _Damaged(f"checkpoint state {str(file)!r} cannot be read: {exc}") from None
     optimizer = {k[len("optimizer."):]: v for k, v in arrays.items() if k.startswith("optimizer.")}
     rng = {k[len("rng."):]: v for k, v in arrays.items() if k.startswith("rng.")}
     return optimizer, rng
 
 
 def find(path: str | os.PathLike) -> Path:
-    """The manifest of a checkpoint given a run directory, a manifest, or a weights file."""
+    """The manifest of a checkpoint given a run directory (its final checkpoint, else its
+    newest periodic one), a manifest, or a weights file."""
     p = Path(path)
     if p.is_dir():
-        candidate = p / f"checkpoint{MANIFEST_SUFFIX}"
+        candidate = p / f"{FINAL}{MANIFEST_SUFFIX}"
         if candidate.is_file():
             return candidate
         newest = periodic(p)
@@ -330,41 +470,53 @@ def find(path: str | os.PathLike) -> Path:
     return paths(p)[1]
 
 
-def load(path: str | os.PathLike) -> tuple[Manifest, dict[str, np.ndarray]]:
-    """Read and verify a checkpoint: manifest schema, hash, tensor names and shapes."""
+def load(path: str | os.PathLike, *, resume: bool = False) -> tuple[Manifest, dict[str, np.ndarray]]:
+    """Read and verify a checkpoint: manifest schema, hash, tensor names and shapes.
+
+    A checkpoint whose files are missing, truncated or corrupt is refused with a hint that
+    names the run's newest earlier checkpoint that loads: as the command that resumes from
+    it (``gankit train --resume RUN/checkpoints/step_N.json``) when ``resume``, else as
+    its path."""
+    manifest_path = find(path)
+    try:
+        return _load(manifest_path)
+    except _Damaged as exc:
+        raise CheckpointError(exc.message, hint=_earlier_hint(manifest_path, resume, exc.hint or "")) from None
+
+
+def _load(manifest_path: Path) -> tuple[Manifest, dict[str, np.ndarray]]:
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
-    manifest_path = find(path)
     weights_path = paths(manifest_path)[0]
     for p in (manifest_path, weights_path):
         if not p.is_file():
-            raise CheckpointError(f"checkpoint file {str(p)!r} is missing", hint="a checkpoint is a .json manifest and a .safetensors file side by side")
+            raise _Damaged(f"checkpoint file {str(p)!r} is missing", hint="a checkpoint is a .json manifest and a .safetensors file side by side")
     size = manifest_path.stat().st_size
     if size > MAX_MANIFEST_BYTES:
-        raise CheckpointError(f"checkpoint manifest {str(manifest_path)!r} is {size:,} bytes, more than a manifest "
-                              f"can be ({MAX_MANIFEST_BYTES:,})", hint="the file is corrupt or not a gankit checkpoint")
+        raise _Damaged(f"checkpoint manifest {str(manifest_path)!r} is {size:,} bytes, more than a manifest "
+                       f"can be ({MAX_MANIFEST_BYTES:,})", hint="the file is corrupt or not a gankit checkpoint")
     try:
         manifest = Manifest.model_validate_json(manifest_path.read_bytes())
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "manifest"
-        raise CheckpointError(f"checkpoint manifest {str(manifest_path)!r} is invalid at {where}: {first['msg']}", hint="the file is corrupt or not a gankit checkpoint") from None
+        raise _Damaged(f"checkpoint manifest {str(manifest_path)!r} is invalid at {where}: {first['msg']}", hint="the file is corrupt or not a gankit checkpoint") from None
     if manifest.format != FORMAT:
         raise CheckpointError(f"checkpoint {str(manifest_path)!r} has format {manifest.format!r}; this gankit reads {FORMAT!r}")
     # At most 8 bytes an element, so that a float64 file is refused by its dtype, below.
     _check_file_size(weights_path, {k: (v, MAX_ELEMENT_BYTES) for k, v in manifest.tensors.items()})
     blob = weights_path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != manifest.sha256:
-        raise CheckpointError(f"checkpoint weights {str(weights_path)!r} do not match their manifest (sha256 differs)", hint="the file is truncated or corrupt; use an earlier checkpoint")
+        raise _Damaged(f"checkpoint weights {str(weights_path)!r} do not match their manifest (sha256 differs)", hint="the file is truncated or corrupt")
     try:
         weights = st_load(blob)
     except (SafetensorError, ValueError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint weights {str(weights_path)!r} cannot be read: {exc}") from None
+        raise _Damaged(f"checkpoint weights {str(weights_path)!r} cannot be read: {exc}") from None
     got = {k: list(v.shape) for k, v in weights.items()}
     if got != manifest.tensors:
         diff = sorted(set(got) ^ set(manifest.tensors)) or sorted(k for k in got if got[k] != manifest.tensors[k])
-        raise CheckpointError(f"checkpoint {str(weights_path)!r}: tensors differ from the manifest ({', '.join(diff[:3])})", hint="the file is corrupt")
+        raise _Damaged(f"checkpoint {str(weights_path)!r}: tensors differ from the manifest ({', '.join(diff[:3])})", hint="the file is corrupt")
     expected = expected_shapes(manifest.generator, manifest.discriminator, ema=manifest.ema)
     check_shapes(weights, expected, str(weights_path))
     check_values(weights, str(weights_path))
@@ -380,22 +532,25 @@ def _check_file_size(path: Path, tensors: dict[str, tuple[list[int], int]]) -> N
         head = fh.read(8)
     header = int.from_bytes(head, "little") if len(head) == 8 else 0
     data = sum(math.prod(shape) * width for shape, width in tensors.values())
-    if header > MAX_HEADER_BYTES or size > 8 + header + data:
-        raise CheckpointError(f"checkpoint file {str(path)!r} is {size:,} bytes, more than the {data:,} bytes of "
-                              f"tensors its manifest lists and a header can take", hint="the file is corrupt or was "
-                              "replaced; use the checkpoint's own files, or an earlier checkpoint")
+    if header > MAX_HEADER_BYTES:
+        raise _Damaged(f"checkpoint file {str(path)!r} has a header of {header:,} bytes, more than a header can be "
+                       f"({MAX_HEADER_BYTES:,})", hint="the file is corrupt or was replaced by another")
+    if size > 8 + header + data:
+        raise _Damaged(f"checkpoint file {str(path)!r} is {size:,} bytes, more than the {data:,} bytes of "
+                       f"tensors its manifest lists and a header can take",
+                       hint="the file is corrupt or was replaced by another")
 
 
 def check_values(weights: dict[str, np.ndarray], where: str) -> None:
     """Refuse weights that are not float32, or not finite (NaN or infinite)."""
     for name, value in weights.items():
         if value.dtype != np.float32:
-            raise CheckpointError(f"{where}: tensor {name!r} is {value.dtype}, a gankit checkpoint holds float32 weights",
-                                  hint="the file is corrupt or was not written by gankit")
+            raise _Damaged(f"{where}: tensor {name!r} is {value.dtype}, a gankit checkpoint holds float32 weights",
+                           hint="the file is corrupt or was not written by gankit")
     for name, value in weights.items():
         if not np.all(np.isfinite(value)):
-            raise CheckpointError(f"{where}: tensor {name!r} holds NaN or infinite values, so the networks cannot "
-                                  "compute anything", hint="use an earlier checkpoint of the run (checkpoints/step_*.json)")
+            raise _Damaged(f"{where}: tensor {name!r} holds NaN or infinite values, so the networks cannot "
+                           "compute anything")
 
 
 def expected_shapes(generator: NetSpec, discriminator: NetSpec, ema: bool = False) -> dict[str, tuple[int, ...]]:
@@ -413,10 +568,54 @@ def check_shapes(weights: dict[str, np.ndarray], expected: dict[str, tuple[int, 
     """One clear line on the first missing, unexpected or mis-shaped tensor."""
     missing = sorted(set(expected) - set(weights))
     if missing:
-        raise CheckpointError(f"{where}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)", hint="the checkpoint was written for another architecture")
+        raise _Damaged(f"{where}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)", hint="the checkpoint was written for another architecture")
     extra = sorted(set(weights) - set(expected))
     if extra:
-        raise CheckpointError(f"{where}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)", hint="the checkpoint was written for another architecture")
+        raise _Damaged(f"{where}: unexpected tensor {extra[0]!r} ({len(extra)} unexpected in all)", hint="the checkpoint was written for another architecture")
     for name, shape in expected.items():
         if tuple(weights[name].shape) != tuple(shape):
-            raise CheckpointError(f"{where}: tensor {name!r} has shape {tuple(weights[name].shape)}, the model expects {tuple(shape)}", hint="the checkpoint was written for another architecture")
+            raise _Damaged(f"{where}: tensor {name!r} has shape {tuple(weights[name].shape)}, the model expects {tuple(shape)}", hint="the checkpoint was written for another architecture")
+
+
+#: Spec fields a backend fills in when it builds a native net (not part of its description).
+_BUILT_FIELDS = {"parameters", "buffers"}
+
+
+def net_difference(saved: Any, now: Any) -> str | None:
+    """The first field in which a checkpoint's network (a NetSpec or NativeNet) differs from
+    the one built now, e.g. ``layers[0].units: 128 in the checkpoint, 64 now``; None when
+    they are the same network."""
+    dump = lambda spec: spec.model_dump(mode="json", exclude=_BUILT_FIELDS)  # noqa: E731
+    return first_difference(dump(saved), dump(now))
+
+
+def first_difference(saved: Any, now: Any, where: str = "") -> str | None:
+    """The first place, depth first, in which two JSON values differ: ``where: X in the
+    checkpoint, Y now`` (a list of another length: how many entries each has)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in [*saved, *(k for k in now if k not in saved)]:
+            at = f"{where}.{key}" if where else str(key)
+            if key not in now:
+                return f"{at}: {_show(saved[key])} in the checkpoint, absent now"
+            if key not in saved:
+                return f"{at}: absent in the checkpoint, {_show(now[key])} now"
+            found = first_difference(saved[key], now[key], at)
+            if found:
+                return found
+        return None
+    if isinstance(saved, list) and isinstance(now, list):
+        for i, (a, b) in enumerate(zip(saved, now)):
+            found = first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        if len(saved) != len(now):
+            return f"{where or 'value'}: {len(saved)} entries in the checkpoint, {len(now)} now"
+        return None
+    if saved != now:
+        return f"{where or 'value'}: {_show(saved)} in the checkpoint, {_show(now)} now"
+    return None
+
+
+def _show(value: Any, width: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
