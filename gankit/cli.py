@@ -121,6 +121,7 @@ def evaluate(run_dir: Path, num_samples: Optional[int], metric_names: tuple[str,
     """
     from gankit.evaluation import evaluate_run
 
+    _backend_option(backend)
     if out_path is not None:
         _output_file(out_path, "--out")
     result, path = evaluate_run(run_dir, num_samples=num_samples, metrics=list(metric_names) or None,
@@ -172,6 +173,7 @@ def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path:
     from gankit import plotting
     from gankit.restore import load_checkpoint
 
+    _backend_option(backend)
     if out_path.suffix.lower() not in (".png", ".npy"):
         raise GankitError(f"--out {str(out_path)!r} must end in .png or .npy")
     _output_file(out_path, "--out")
@@ -254,6 +256,7 @@ def export(checkpoint: Path, fmt: str, out_path: Path, backend: Optional[str], o
     """
     from gankit.export import export_onnx
 
+    _backend_option(backend)
     _output_file(out_path, "--out")
     info = export_onnx(checkpoint, out_path, backend=backend, opset=opset)
     out.print(f"wrote {info.path} ({info.backend} exporter, opset {info.opset}; inputs {', '.join(info.inputs)})", markup=False)
@@ -359,6 +362,22 @@ def config_reference():
     from gankit.reference import config_reference as generate
 
     click.echo(generate(), nl=False)
+
+
+def _backend_option(backend: Optional[str]) -> None:
+    """Refuse, before any work, a --backend of `sample`, `evaluate` or `export` that is not
+    installed: not registered at all, or registered without its framework."""
+    if backend is None:
+        return
+    from gankit.plugins import get_registry
+    from gankit.restore import installed_backends
+
+    reg = get_registry()
+    if not reg.has("backend", backend):
+        raise GankitError(f"--backend {backend!r} is not installed (installed: {', '.join(installed_backends(reg)) or 'none'})",
+                          hint="see `gankit plugins --kind backend`")
+    if not reg.backend_available(backend):
+        reg.backend(backend)  # raises BackendUnavailable: which package is missing, and how to install it
 
 
 def _output_file(path: Path, option: str) -> Path:

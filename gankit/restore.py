@@ -155,18 +155,46 @@ class LoadedGAN:
         return result.samples
 
 
-def _plugin(registry: Registry, kind: str, choice: dict[str, Any] | None, default: str):
+def _plugin(registry: Registry, kind: str, choice: dict[str, Any] | None, default: str, where: str):
     choice = choice or {"name": default}
     name = choice.get("name", default)
     try:
         record = registry.get(kind, name).record
         return record.factory(record.params.model_validate(choice.get("params", {})))
     except ValidationError as exc:
-        raise CheckpointError(f"the checkpoint's {kind} {name!r} has parameters this version rejects: "
+        raise CheckpointError(f"{where}: its {kind} {name!r} has parameters this version rejects: "
                               f"{exc.errors()[0]['msg']}") from None
     except Exception as exc:  # a plugin that is not installed here
-        raise CheckpointError(f"the checkpoint's {kind} {name!r} cannot be built here: {exc}",
+        raise CheckpointError(f"{where}: its {kind} {name!r} cannot be built here: {exc}",
                               hint=f"install the plugin that provides the {kind}") from None
+
+
+def installed_backends(registry: Registry) -> list[str]:
+    """The registered backends whose framework is installed here."""
+    return [n for n in registry.names("backend") if registry.backend_available(n)]
+
+
+def check_consistent(manifest: checkpoint.Manifest, cfg, where: str) -> None:
+    """Refuse a manifest whose config contradicts the manifest itself (a hand-edited or
+    damaged file): the backend that wrote the checkpoint, the generator's latent size, and
+    whether the weights hold an EMA generator (each where the config sets it: a config
+    gankit wrote sets all three). The manifest's own fields are what loading uses (its
+    backend by default, its specs, its tensors), so a config that disagrees would make one
+    command load what another refuses."""
+    raw = manifest.config
+    fix = "use the checkpoint's manifest as gankit wrote it, or an earlier checkpoint of the run"
+    if "backend" in raw and raw["backend"] != manifest.backend:
+        raise CheckpointError(f"{where}: its manifest names the backend {manifest.backend!r} but its config "
+                              f"{raw['backend']!r}; the manifest was edited or is corrupt", hint=fix)
+    dim = int(manifest.generator.input_shape[0])
+    if "dim" in (raw.get("latent") or {}) and cfg.latent.dim != dim:
+        raise CheckpointError(f"{where}: its config's latent.dim is {cfg.latent.dim} but its generator takes latents of "
+                              f"size {dim}; the manifest was edited or is corrupt", hint=fix)
+    ema = bool(getattr(cfg.training, "ema_decay", 0))
+    if "ema_decay" in (raw.get("training") or {}) and ema != manifest.ema:
+        have = "hold an" if manifest.ema else "hold no"
+        raise CheckpointError(f"{where}: its weights {have} EMA generator but its config's training.ema_decay is "
+                              f"{cfg.training.ema_decay}; the manifest was edited or is corrupt", hint=fix)
 
 
 def load_checkpoint(path: str | os.PathLike, backend: str | None = None, *, device: str = "auto",
@@ -187,8 +215,10 @@ def rebuild(manifest: checkpoint.Manifest, weights: dict[str, np.ndarray], backe
             device: str = "auto", registry: Registry | None = None, where: str = "the checkpoint") -> LoadedGAN:
     """:func:`load_checkpoint` of a checkpoint already read (and verified) by
     :func:`gankit.checkpoint.load`: the networks are the manifest's specs, never ones
-    rebuilt from its config, and a backend or native architecture that is not installed
-    here is refused in one line."""
+    rebuilt from its config, and the backend is ``backend`` or else the manifest's. A
+    backend or native architecture that is not installed here, and a manifest whose config
+    contradicts it (:func:`check_consistent`), are refused in one line naming ``where``
+    (the checkpoint). ``gankit sample``, ``evaluate`` and ``export`` all load through here."""
     from gankit.config import ExperimentConfig
 
     reg = registry or get_registry()
@@ -198,12 +228,17 @@ def rebuild(manifest: checkpoint.Manifest, weights: dict[str, np.ndarray], backe
         cfg = ExperimentConfig.model_validate({**raw, "backend": name})
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise CheckpointError(f"the checkpoint's config is invalid at {where}: {first['msg']}",
+        at = ".".join(str(x) for x in first["loc"])
+        raise CheckpointError(f"{where}: its config is invalid at {at}: {first['msg']}",
                               hint="it was written by an incompatible gankit version") from None
+    check_consistent(manifest, cfg, where)
+    installed = ", ".join(installed_backends(reg)) or "none"
+    if backend and not reg.has("backend", backend):
+        raise CheckpointError(f"backend {backend!r} is not installed (installed: {installed})",
+                              hint="see `gankit plugins --kind backend`")
     if not reg.has("backend", name):
         raise CheckpointError(f"{where} names the backend {name!r}, which is not installed here; installed: "
-                              f"{', '.join(reg.names('backend'))}", hint="load it with --backend NAME")
+                              f"{installed}", hint="load it with --backend NAME")
     g, d = (native.bind(spec, reg, name, where) for spec in (manifest.generator, manifest.discriminator))
     try:
         conditional_classes(g, d)
@@ -212,8 +247,8 @@ def rebuild(manifest: checkpoint.Manifest, weights: dict[str, np.ndarray], backe
     be = reg.backend(name)
     setup = TrainSetup(
         generator=g, discriminator=d,
-        loss=_plugin(reg, "loss", raw.get("loss"), "non_saturating"),
-        regularizers={r["name"]: _plugin(reg, "regularizer", r, r["name"]) for r in raw.get("regularizers", [])},
+        loss=_plugin(reg, "loss", raw.get("loss"), "non_saturating", where),
+        regularizers={r["name"]: _plugin(reg, "regularizer", r, r["name"], where) for r in raw.get("regularizers", [])},
         g_optimizer=cfg.optimizers.generator.settings(), d_optimizer=cfg.optimizers.discriminator.settings(),
         latent_dim=int(g.input_shape[0]), latent_distribution=cfg.latent.distribution,
         batch_size=cfg.training.batch_size, n_critic=cfg.training.n_critic, seed=cfg.seed,
