@@ -43,8 +43,10 @@ def app(debug: bool):
 @_preset_option
 @_set_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar: a line every training.log_every steps instead.")
-@click.option("--resume", "-r", "resume", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Continue the run in this directory from its newest checkpoint (--set applies on top of its config).")
+@click.option("--resume", "-r", "resume", type=click.Path(path_type=Path), default=None, metavar="RUN_DIR|CHECKPOINT",
+              help="Continue the run in this directory from its newest checkpoint, or from exactly the checkpoint "
+                   "given (RUN_DIR/checkpoints/step_N.json; what the run wrote after its step is dropped). --set "
+                   "applies on top of the run's config.")
 def train(config: Optional[Path], preset: Optional[str], set_: tuple[str, ...], quiet: bool, resume: Optional[Path]):
     """Train a GAN; write samples, metrics, TensorBoard files and checkpoints into a run directory.
 
@@ -400,11 +402,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     err.print(f"warning: {' '.join(str(message).split())}", markup=False)
 
 
+def _debug_flag(args: list[str]) -> bool:
+    """Whether ``--debug`` is among the options before the command (``gankit --debug train``):
+    after it, it is no option of the command's and click says so."""
+    for arg in args:
+        if arg == "--debug":
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gankit`` console script."""
     warnings.showwarning = _show_warning
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("GANKIT_DEBUG", "") not in ("", "0")
+    debug = _debug_flag(args) or os.environ.get("GANKIT_DEBUG", "") not in ("", "0")
     previous = os.environ.get("GANKIT_DEBUG")
     if debug:
         os.environ["GANKIT_DEBUG"] = "1"  # backends show their frameworks' start-up logs too
@@ -434,6 +447,9 @@ def _main(args: list[str], debug: bool) -> int:
     except click.exceptions.Abort:
         err.print("aborted", markup=False)
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:  # `gankit`, `gankit config`: the help, as --help shows it
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        return 0
     except click.ClickException as exc:
         if debug:
             raise

@@ -348,14 +348,6 @@ class ExperimentConfig(StrictModel):
 
     name: str = "experiment"
     """A label for the run directory and logs."""
-
-    @field_validator("name")
-    @classmethod
-    def _label(cls, v: str) -> str:
-        if not v or v != v.strip() or v.startswith(("-", ".")) or any(c in v for c in "/\\\x00"):
-            raise ValueError(f"the experiment name {v!r} becomes the start of a run directory's name: give a "
-                             "non-empty name without surrounding spaces, a leading '-' or '.', or '/'")
-        return v
     description: str = ""
     """What the experiment is for (shown by `gankit presets`)."""
     backend: str = DEFAULT_BACKEND
@@ -394,6 +386,9 @@ class ExperimentConfig(StrictModel):
     def _name(cls, v: str) -> str:
         if "\x00" in v or "/" in v or "\\" in v or v in (".", ".."):
             raise ValueError("the experiment name becomes a directory name: use no '/', '\\' or NUL, and not '.' or '..'")
+        if not v.strip() or v != v.strip() or v.startswith(("-", ".")):
+            raise ValueError("the experiment name becomes the start of a directory name: give a non-empty name "
+                             "without surrounding spaces or a leading '-' or '.'")
         return v
 
     @field_validator("device")

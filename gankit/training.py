@@ -233,11 +233,10 @@ def check_same_specs(manifest, exp: Experiment, where: str) -> None:
     the ones the run's config builds here (an architecture plugin changed, or --set
     changed the nets): its weights belong to the manifest's networks."""
     for role in ("generator", "discriminator"):
-        saved, built = getattr(manifest, role), getattr(exp, role)
-        skip = {"parameters", "buffers"}  # a native net's, recorded when a backend builds it
-        if saved.model_dump(mode="json", exclude=skip) != built.model_dump(mode="json", exclude=skip):
-            raise CheckpointError(f"{where}: its {role} ({saved.name}) is not the {role} the run's config builds "
-                                  f"now ({built.name}); the weights belong to the checkpoint's networks",
+        differs = checkpoint.net_difference(getattr(manifest, role), getattr(exp, role))
+        if differs:
+            raise CheckpointError(f"{where}: its {role} is not the {role} the run's config builds now ({differs}); "
+                                  "the weights belong to the checkpoint's networks",
                                   hint="resume with the run's own architecture settings and plugin versions")
 
 
@@ -245,7 +244,7 @@ def resume_from(exp: Experiment, manifest_path: Path) -> int:
     """Load a resumable checkpoint into ``exp``'s trainer to continue training: weights,
     optimizer and random state, step count; returns its step. (Loading a checkpoint for
     inference is :func:`gankit.restore.load_checkpoint`.)"""
-    manifest, weights = checkpoint.load(manifest_path)
+    manifest, weights = checkpoint.load(manifest_path, resume=True)
     opt_state, rng_state = checkpoint.load_state(manifest_path, manifest)
     if manifest.state.rng_backend != exp.backend.name:
         raise CheckpointError(f"checkpoint {str(manifest_path)!r} was written by the {manifest.state.rng_backend} "
@@ -440,7 +439,10 @@ def train(
     (the ``preset``, by default ``mnist``). ``resume`` continues the run directory of an
     interrupted (or finished, with more ``training.steps``) run from its newest
     checkpoint, or completes the final checkpoint, samples and summary of a run stopped
-    after its last step; ``overrides`` then apply on top of that run's config.
+    after its last step; ``overrides`` then apply on top of that run's config. ``resume``
+    may also be one checkpoint of a run directory (``RUN/checkpoints/step_N.json``): the
+    run continues from exactly that one, and what the run wrote after its step (later
+    checkpoints, log lines) is dropped, as after a crash.
 
     ``progress`` shows a progress bar on stderr. ``echo`` receives the run's lines as they
     happen (``print`` them, or log them): a start banner (run directory, backend, device,
@@ -452,14 +454,14 @@ def train(
         if config is not None or preset is not None:
             raise ConfigError("--resume continues a run with its own config; give no config file or preset",
                               hint="change settings with --set KEY=VALUE")
-        run_dir = Path(resume)
+        run_dir, chosen = checkpoint.resume_target(resume)
         cfg = _resume_config(run_dir, overrides, registry)
-        if checkpoint.latest(run_dir) is None:
+        if chosen is None and checkpoint.latest(run_dir) is None:
             raise CheckpointError(f"run directory {str(run_dir)!r} holds no checkpoint to resume from",
                                   hint=_restart_hint(run_dir) + "; runs save a checkpoint every "
                                        "training.checkpoint_every steps and training.checkpoint_minutes")
     else:
-        cfg = load_config(config, preset=preset, overrides=overrides, registry=registry)
+        cfg, chosen = load_config(config, preset=preset, overrides=overrides, registry=registry), None
         _run_directory(cfg, cfg.backend, create=False)  # refuse a taken directory before any work
     exp = build(cfg, registry, distributed=True)
     group, t = exp.group, cfg.training
@@ -468,7 +470,8 @@ def train(
     directory = run_dir if resume is not None else _run_directory(cfg, exp.backend.name, create=main, check=main)
     lock = RunLock(directory).acquire() if main else None  # one run per directory, before any write
     try:
-        return _train_locked(exp, directory, resume is not None, progress and main, say if main else (lambda line: None))
+        return _train_locked(exp, directory, resume is not None, progress and main, say if main else (lambda line: None),
+                             chosen)
     except OSError as exc:  # a full disk, a read-only or damaged run directory: the user's to fix
         raise _file_failure(exc, directory) from None
     finally:
@@ -476,7 +479,8 @@ def train(
             lock.release()
 
 
-def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bool, say) -> Run:
+def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bool, say,
+                  chosen: Path | None = None) -> Run:
     cfg, group, t, trainer = exp.config, exp.group, exp.config.training, exp.trainer
     main = group.is_main
     if main:
@@ -486,7 +490,7 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
         else:
             _clear_previous_run(directory)
     group.barrier()
-    manifest_path = checkpoint.latest(directory) if resuming else None
+    manifest_path = (chosen or checkpoint.latest(directory)) if resuming else None
     if resuming and manifest_path is None:
         raise CheckpointError(f"run directory {str(directory)!r} holds no checkpoint to resume from",
                               hint=_restart_hint(directory))
@@ -498,7 +502,9 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
     files: dict[str, Path] = {"config": directory / "config.json", "metrics": directory / "metrics.jsonl"}
     if main:
         _write_json(directory / "config.json", json.loads(cfg.model_dump_json()))
-        if resuming:  # evaluations, mode frames and sample pictures after the checkpoint are made again
+        if resuming:  # checkpoints, evaluations, mode frames and sample pictures after the checkpoint are made again
+            for path in checkpoint.discard_after(directory, start_step):
+                say(f"removed {path}, a checkpoint after step {start_step}, the one this run continues from")
             keep_until(directory / evaluation.EVAL_LOG, start_step - 1 if completing else start_step)
             mode_history.drop_frames(directory, after=start_step)
     log = MetricsLog(files["metrics"] if main else None, resume_step=start_step)

@@ -27,6 +27,14 @@ def run(capsys, *args):
         (["train", "{f}"], '[data]\nname = "npy"\nparams = { path = "nowhere.npy" }\n', "data file 'nowhere.npy' does not exist"),
         (["plugins", "--kind", "widget"], None, "unknown plugin kind 'widget'"),
         (["frobnicate"], None, "No such command"),
+        (["config", "check", "--preset", ""], None, "unknown preset ''"),
+        (["config", "check", "-p", "ring8", "-s", "training.checkpoint_minutes=inf"], None, "should be a finite number"),
+        (["config", "check", "-p", "ring8", "-s", "optimizers.generator.lr=nan"], None, "finite number"),
+        (["config", "check", "-p", "ring8", "-s", "output.name=2024"], None, "quote it as JSON: 'output.name=\"2024\"'"),
+        (["config", "check", "-p", "ring8", "-s", "name=-x"], None, "the experiment name becomes the start of a directory name"),
+        (["config", "check", "-p", "ring8", "-s", 'evaluation.metrics=[{"name": "fid", "params": {"features": "nope"}}]'],
+         None, "evaluation.metrics.0.params.features: unknown feature extractor 'nope'"),
+        (["config", "check", "-s", "foo=1", "--debug"], None, "No such option '--debug'"),
     ],
 )
 def test_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, args, text, expected):
@@ -39,6 +47,12 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, args, text, e
     assert err.startswith("error: ") and expected in err
     assert err.count("\n") == 1, err
     assert "Traceback" not in err + out
+
+
+@pytest.mark.parametrize("args", [[], ["config"]])
+def test_a_group_without_a_command_prints_its_help(capsys, args):
+    code, out, err = run(capsys, *args)
+    assert code == 0 and out.startswith(f"Usage: gankit {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND") and not err
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):

@@ -176,7 +176,7 @@ def test_an_unknown_backend_from_the_environment_names_the_variable():
 
 @pytest.mark.parametrize("name", ["", " x", "x ", "-x", ".x", "a/b"])
 def test_experiment_names_that_make_bad_directory_names_are_refused(name):
-    with pytest.raises(ConfigError, match="name: the experiment name"):
+    with pytest.raises(ConfigError, match="name: the experiment name becomes"):
         load_config(preset="ring8", environ={}, overrides=[f'name={json.dumps(name)}'])
 
 

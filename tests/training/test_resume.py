@@ -72,3 +72,46 @@ def test_cli_resume(tmp_path, interrupt_at):
     assert proc.returncode == 0, proc.stderr
     assert "resumed at step 5" in proc.stdout
     assert checkpoint.load(tmp_path / "c")[0].step == 10
+
+
+def test_resume_from_an_earlier_checkpoint_when_the_newest_is_corrupt(tmp_path, capsys):
+    from gankit.cli import main
+
+    whole = tiny(tmp_path, "torch", "training.checkpoint_every=5", name="whole")
+    run = tiny(tmp_path, "torch", "training.checkpoint_every=5", name="cut").directory
+    for name in ("checkpoint.json", "checkpoint.safetensors", "checkpoint.state.safetensors", "summary.json"):
+        (run / name).unlink()
+    newest = run / "checkpoints" / "step_00000020.safetensors"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    earlier = run / "checkpoints" / "step_00000015.json"
+    assert main(["train", "-q", "--resume", str(run)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"use an earlier checkpoint: gankit train --resume {earlier})")
+    assert main(["train", "-q", "--resume", str(earlier)]) == 0, capsys.readouterr().err
+    assert "resumed at step 15" in capsys.readouterr().out
+    _assert_same(whole.trainer.state_dict(), checkpoint.load(run)[1])  # bit-exact, as from the newest
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+
+
+def test_resume_from_an_older_checkpoint_drops_what_came_after_it(tmp_path):
+    run = tiny(tmp_path, "torch", "training.checkpoint_every=5", "training.checkpoint_keep=4", name="r").directory
+    lines = []
+    resumed = gankit.train(resume=run / "checkpoints" / "step_00000010.json", overrides=["training.steps=15"],
+                           echo=lines.append)
+    assert resumed.resumed_from == 10 and resumed.trainer.step_count == 15
+    removed = [line.split()[1].rstrip(",") for line in lines if line.startswith("removed")]
+    assert removed == [str(run / "checkpoints" / "step_00000015.json"), str(run / "checkpoints" / "step_00000020.json"),
+                       str(run / "checkpoint.json")]
+    assert [p.name for p in checkpoint.periodic(run)] == ["step_00000005.json", "step_00000010.json", "step_00000015.json"]
+    assert checkpoint.latest(run) == run / "checkpoint.json" and checkpoint.load(run)[0].step == 15
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15]
+
+
+def test_resume_into_other_networks_names_the_field_that_differs(tmp_path):
+    tiny(tmp_path, "torch", name="n", steps=5)
+    with pytest.raises(gankit.CheckpointError) as err:
+        gankit.train(resume=tmp_path / "n", overrides=["generator.params.hidden=[8]", "training.steps=10"])
+    assert "its generator is not the generator the run's config builds now (layers[0].units: 16 in the " \
+           "checkpoint, 8 now)" in err.value.one_line()
+    assert checkpoint.load(tmp_path / "n")[0].step == 5  # nothing trained, nothing dropped
