@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import click
 from rich.console import Console
@@ -181,9 +181,22 @@ def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path:
     _output_file(out_path, "--out")
     if steps is None and walks is not None:
         raise GankitError("--walks applies to --interpolate", hint="e.g. --interpolate 8 --walks 4")
-    if steps is not None and rejection == "drs":
-        raise GankitError("--interpolate shows the generator itself; it does not combine with --rejection drs")
+    if steps is not None and (rejection == "drs" or drs_percentile is not None):
+        raise GankitError("--interpolate shows the generator itself; it does not combine with --rejection drs "
+                          "or --drs-percentile")
+    given_n = click.get_current_context().get_parameter_source("num_samples") == click.core.ParameterSource.COMMANDLINE
+    if steps is not None and given_n:
+        raise GankitError("-n does not apply to --interpolate", hint="set how many walks with --walks")
+    if steps is not None and walks is not None and len(labels) > walks:
+        raise GankitError(f"{len(labels)} labels for {walks} walks: the walks would leave out "
+                          f"{', '.join(map(str, labels[walks:]))}", hint="give as many --walks as labels, or fewer labels")
+    if steps is None and len(labels) > num_samples:
+        raise GankitError(f"{len(labels)} labels for {num_samples} samples: the samples would leave out "
+                          f"{', '.join(map(str, labels[num_samples:]))}", hint="raise -n, or give fewer labels")
     gan = load_checkpoint(checkpoint, backend=backend, device=device)
+    if drs_percentile is not None and (rejection or gan.sampling["rejection"]) != "drs":
+        raise GankitError("--drs-percentile applies to discriminator rejection sampling; this sampling is "
+                          f"--rejection {rejection or gan.sampling['rejection']}", hint="add --rejection drs")
     if steps is not None:
         _interpolate(gan, checkpoint, steps, walks, labels, seed, truncation, out_path)
         return
@@ -194,13 +207,13 @@ def sample(checkpoint: Path, backend: Optional[str], num_samples: int, out_path:
         y = np.resize(np.asarray(labels, dtype=np.int64), num_samples)
     x = gan.sample(num_samples, seed=seed, truncation=truncation, labels=y, rejection=rejection,
                    percentile=drs_percentile)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix.lower() == ".npy":
-        np.save(out_path, x, allow_pickle=False)
+        _write_output(out_path, "--out", lambda tmp: np.save(tmp, x, allow_pickle=False))
     elif x.ndim == 4:
-        plotting.image_grid(out_path, x)
+        _write_output(out_path, "--out", lambda tmp: plotting.image_grid(tmp, x))
     elif x.ndim == 2 and x.shape[1] == 2:
-        plotting.scatter(out_path, x, None, title=f"{checkpoint} · {gan.backend} · seed {seed}")
+        _write_output(out_path, "--out", lambda tmp: plotting.scatter(
+            tmp, x, None, title=f"{checkpoint} · {gan.backend} · seed {seed}"))
     else:
         raise GankitError(f"samples of shape {x.shape[1:]} cannot be drawn as a picture", hint="use --out FILE.npy")
     out.print(f"wrote {num_samples} samples of shape {tuple(x.shape[1:])} from step {gan.manifest.step} "
@@ -231,11 +244,10 @@ def _interpolate(gan, checkpoint: Path, steps: int, walks: Optional[int], labels
         raise GankitError(f"{n} walks of {steps} steps make {2 * n * steps:,} samples (straight and spherical), "
                           f"more than the {MAX_WALK_SAMPLES:,} one picture holds", hint="use fewer --walks or steps")
     x = walk(gan, steps, n, seed=seed, truncation=truncation, labels=y)  # (walks, 2, steps, ...)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix.lower() == ".npy":
-        np.save(out_path, x, allow_pickle=False)
+        _write_output(out_path, "--out", lambda tmp: np.save(tmp, x, allow_pickle=False))
     elif x.ndim == 6:
-        plotting.image_grid(out_path, x.reshape(-1, *x.shape[3:]), columns=steps)
+        _write_output(out_path, "--out", lambda tmp: plotting.image_grid(tmp, x.reshape(-1, *x.shape[3:]), columns=steps))
     else:
         raise GankitError(f"walks over samples of shape {x.shape[3:]} cannot be drawn as a grid",
                           hint="use --out FILE.npy (shape: walks, [straight, spherical], steps, sample)")
@@ -259,9 +271,27 @@ def export(checkpoint: Path, fmt: str, out_path: Path, backend: Optional[str], o
     from gankit.export import export_onnx
 
     _backend_option(backend)
+    if out_path.suffix.lower() != ".onnx":
+        raise GankitError(f"--out {str(out_path)!r} must end in .onnx", hint="e.g. --out generator.onnx")
     _output_file(out_path, "--out")
-    info = export_onnx(checkpoint, out_path, backend=backend, opset=opset)
-    out.print(f"wrote {info.path} ({info.backend} exporter, opset {info.opset}; inputs {', '.join(info.inputs)})", markup=False)
+    infos = []
+
+    def write(tmp: Path) -> None:
+        try:
+            infos.append(export_onnx(checkpoint, tmp, backend=backend, opset=opset))
+        except GankitError:
+            raise
+        except Exception as exc:
+            if opset is None:
+                raise  # the exporter's own default failed: a bug, not the user's input
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GankitError(f"the exporter cannot write ONNX opset {opset}: {first}",
+                              hint="leave out --opset for the exporter's default, or choose a lower one "
+                                   "(17 works with every backend)") from exc
+
+    _write_output(out_path, "--out", write)
+    info = infos[0]
+    out.print(f"wrote {out_path} ({info.backend} exporter, opset {info.opset}; inputs {', '.join(info.inputs)})", markup=False)
 
 
 @app.command()
@@ -385,7 +415,12 @@ def _backend_option(backend: Optional[str]) -> None:
 def _output_file(path: Path, option: str) -> Path:
     """Refuse, before any work, an output file that cannot be written: a folder, a path
     under a file, or a folder this user cannot write (its folders are created)."""
-    if path.is_dir():
+    try:
+        folder = path.is_dir()
+    except OSError as exc:  # a name too long, say
+        raise GankitError(f"{option} {str(path)!r} cannot be written ({exc.strerror or exc})",
+                          hint="choose another path") from None
+    if folder:
         raise GankitError(f"{option} {str(path)!r} is a folder", hint="give a file name inside it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -395,6 +430,32 @@ def _output_file(path: Path, option: str) -> Path:
     if not os.access(path.parent, os.W_OK):
         raise GankitError(f"{option} {str(path)!r} cannot be written: {str(path.parent)!r} is not writable by you",
                           hint="choose another path")
+    return path
+
+
+def _write_output(path: Path, option: str, write: Callable[[Path], Any]) -> Path:
+    """Write an output file through a temporary file beside it, renamed over it once whole:
+    a write that fails (a full disk, a name too long, an exporter's error) leaves an
+    existing file as it was and no half-written one, and is one line naming the path."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem[:40]}.", suffix=f"{path.suffix}.tmp{path.suffix}",
+                                    dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise GankitError(f"{option} {str(path)!r} cannot be written ({exc.strerror or exc})",
+                          hint="choose another path") from None
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise GankitError(f"{option} {str(path)!r} cannot be written ({exc.strerror or exc})",
+                          hint="choose another path") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-from gankit.errors import PluginError  # noqa: E402
+from gankit.errors import ConfigError, PluginError  # noqa: E402
 
 
 def export_generator(trainer, path: str | Path, opset: int = 17) -> list[str]:
@@ -21,6 +21,10 @@ def export_generator(trainer, path: str | Path, opset: int = 17) -> list[str]:
     except ImportError as exc:
         raise PluginError(f"exporting from TensorFlow needs tf2onnx and onnx ({exc.name} is missing)",
                           hint="pip install 'gankit[onnx]'") from None
+    most = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
+    if opset > most:
+        raise ConfigError(f"the TensorFlow exporter (tf2onnx) writes ONNX opsets up to {most}, not {opset}",
+                          hint=f"leave out --opset for opset 17, or choose one up to {most}")
     net = trainer.nets[trainer.sampler]
     spec = trainer.setup.generator
     conditional = bool(spec.conditional)

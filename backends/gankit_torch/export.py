@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from gankit.errors import ConfigError
+
 
 class _Sampler(torch.nn.Module):
     """The generator as ONNX sees it: ``z`` (and ``labels``) in, ``samples`` out."""
@@ -29,6 +31,11 @@ def _sampling_net(trainer) -> torch.nn.Module:
 def export_generator(trainer, path: str | Path, opset: int = 17) -> list[str]:
     """Write the trainer's sampling generator (the EMA one when it keeps one) in eval
     mode as ONNX; returns the input names. The batch axis is dynamic."""
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as most
+
+    if opset > most:
+        raise ConfigError(f"the torch exporter writes ONNX opsets up to {most}, not {opset}",
+                          hint=f"leave out --opset for opset 17, or choose one up to {most}")
     net = _sampling_net(trainer)
     spec = trainer.setup.generator
     conditional = bool(spec.conditional)
