@@ -467,7 +467,17 @@ def find(path: str | os.PathLike) -> Path:
         if not newest:
             raise CheckpointError(f"run directory {str(p)!r} holds no checkpoint.json", hint="train to the end, or point at a checkpoint file")
         return newest[-1]
+    other = _RUN_FILES.get(p.name)
+    if other or (p.suffix not in (MANIFEST_SUFFIX, ".safetensors") and p.exists()):
+        raise CheckpointError(f"{str(p)!r} is not a checkpoint" + (f" but the run's {other}" if other else ""),
+                              hint=f"give the run directory ({p.parent}) or a checkpoint manifest "
+                                   "(RUN/checkpoint.json, RUN/checkpoints/step_N.json)")
     return paths(p)[1]
+
+
+#: The JSON files of a run directory that are not checkpoints, and what they are.
+_RUN_FILES = {"config.json": "config", "summary.json": "summary", "eval.json": "evaluation",
+              "modes_over_training.json": "mode counts"}
 
 
 def load(path: str | os.PathLike, *, resume: bool = False) -> tuple[Manifest, dict[str, np.ndarray]]:

@@ -472,6 +472,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r} is not of the form KEY=VALUE", hint="e.g. --set training.steps=500")
         parts = key.strip().split(".")
+        if not all(part.strip() for part in parts):
+            raise ConfigError(f"--set {item!r}: the key {key.strip()!r} has an empty part",
+                              hint="keys are names joined by single dots, e.g. --set training.steps=500")
         node = data
         for i, part in enumerate(parts[:-1]):
             nxt = node.get(part)

@@ -91,3 +91,10 @@ def test_the_manifest_backend_is_the_default_of_all_three(trained, tmp_path, cap
         assert main(args) == 0, (name, capsys.readouterr().err)
         assert "(torch" in capsys.readouterr().out or name == "evaluate"
     assert json.loads((tmp_path / "e.json").read_text())["backend"] == "torch"
+
+
+@pytest.mark.parametrize("name, expected", [("config.json", "is not a checkpoint but the run's config"),
+                                            ("metrics.jsonl", "is not a checkpoint")])
+def test_a_run_file_that_is_no_checkpoint_is_named_as_such(trained, tmp_path, capsys, name, expected):
+    err = errors(capsys, ["sample", str(trained / name), "-o", str(tmp_path / "s.npy")])
+    assert expected in err and f"give the run directory ({trained})" in err

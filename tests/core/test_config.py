@@ -216,7 +216,7 @@ def test_presets_and_effective_settings_warn_of_nothing(preset):
             "optimizers.generator.final_lr_fraction=0.1", "sampling.rejection=drs", "sampling.drs_percentile=0.8"])
 
 
-@pytest.mark.parametrize("item", ["novalue", "=3", "training.steps.x=1"])
+@pytest.mark.parametrize("item", ["novalue", "=3", "training.steps.x=1", "training..steps=3", "training.=3", ".x=1"])
 def test_bad_override(item):
     with pytest.raises(ConfigError):
         apply_overrides({"training": {"steps": 5}}, [item])
