@@ -24,7 +24,7 @@ from gankit.errors import CheckpointError, ConfigError
 from gankit.initializers import initial_weights
 from gankit.native import not_built_on, switch_hint
 from gankit.nets import NetSpec
-from gankit.plugins import Registry, get_registry
+from gankit.plugins import Registry, call_factory, get_registry
 from gankit.protocol import Backend, ProcessGroup, Trainer, TrainSetup
 from gankit.threads import Threads, choose_threads
 
@@ -47,21 +47,26 @@ class Experiment:
 
 def build_plugin(registry: Registry, kind: str, choice, **kwargs):
     """The plugin of ``kind`` a config's ``{name, params}`` choice names, with its params
-    validated by the plugin's own model (``kwargs`` go to its factory)."""
-    record = registry.get(kind, choice.name).record
-    return record.factory(record.params.model_validate(choice.params), **kwargs)
+    validated by the plugin's own model (``kwargs`` go to its factory). A third-party
+    factory that fails, or returns the wrong kind of object, is a one-line
+    :class:`~gankit.errors.PluginError` naming the plugin (:func:`~gankit.plugins.call_factory`)."""
+    entry = registry.get(kind, choice.name)
+    return call_factory(entry, kind, entry.record.params.model_validate(choice.params), **kwargs)
 
 
 def build_architecture(registry: Registry, choice, dataset: Dataset, **kwargs) -> NetSpec:
     """An architecture's spec; a class-conditional one also gets the data's class count."""
-    record = registry.get("architecture", choice.name).record
+    entry = registry.get("architecture", choice.name)
+    record = entry.record
     if getattr(record, "conditional", False):
         if getattr(dataset, "num_classes", None) is None:
             raise ConfigError(f"architecture {choice.name!r} is class-conditional but the data has no labels",
                               hint="choose a labelled dataset, or an unconditional architecture")
         kwargs["num_classes"] = dataset.num_classes
     try:
-        return record.factory(record.params.model_validate(choice.params), **kwargs)
+        return call_factory(entry, "architecture", record.params.model_validate(choice.params),
+                            passthrough=(ValueError,), what=f"the {kwargs.get('role', 'architecture')} "
+                            f"architecture {choice.name!r}", **kwargs)
     except ValueError as exc:  # the architecture refuses these shapes or parameters
         first = (str(exc).strip().splitlines() or [""])[0]
         if isinstance(exc, ValidationError) and exc.errors():  # a layer it made refuses its settings

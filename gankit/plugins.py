@@ -18,6 +18,12 @@ is skipped with a :class:`PluginWarning` naming it. A plugin that registers a na
 another plugin registered first is skipped whole with a warning naming both
 distributions: built-ins load first, so they win, then third-party plugins in the
 order of their distribution and entry-point names.
+
+:func:`call_factory` (:meth:`Registry.make`) calls a plugin's factory: a third-party factory that raises (other
+than a deliberate :class:`~gankit.errors.GankitError`) or returns the wrong kind of
+object is a :class:`~gankit.errors.PluginError` naming the plugin and its distribution
+(chained to what it raised, for ``--debug``). gankit's own factories are not wrapped:
+their failures are gankit's bugs.
 """
 
 from __future__ import annotations
@@ -28,16 +34,18 @@ import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 
 from gankit import hookspecs
-from gankit.errors import BackendUnavailable, PluginError
+from gankit.errors import BackendUnavailable, GankitError, PluginError
 from gankit.records import RECORD_TYPES, PluginRecord
 
 ENTRY_POINT_GROUP = "gankit"
 BUILTIN_DISTRIBUTION = "gankit"
+#: The "distribution" of a plugin module loaded by name through ``GANKIT_PLUGINS``.
+ALLOW_LIST_DISTRIBUTION = "<GANKIT_PLUGINS>"
 DISABLE_AUTOLOAD_ENV = "GANKIT_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_LIST_ENV = "GANKIT_PLUGINS"
 DENY_LIST_ENV = "GANKIT_DISABLE_PLUGINS"
@@ -68,6 +76,54 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r})"
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _origin(entry: "Registered") -> str:
+    """Where a plugin comes from, for messages."""
+    if entry.distribution == ALLOW_LIST_DISTRIBUTION:
+        return f"plugin module {entry.plugin!r}, loaded through {ALLOW_LIST_ENV}"
+    if entry.distribution.startswith("<"):
+        return f"plugin {entry.plugin!r}"
+    return f"plugin {entry.plugin!r} from distribution {entry.distribution!r}"
+
+
+def _fix_hint(entry: "Registered") -> str:
+    """How to get rid of a broken plugin."""
+    if entry.distribution == ALLOW_LIST_DISTRIBUTION:
+        return f"fix the module {entry.plugin!r}, or remove it from {ALLOW_LIST_ENV}"
+    if entry.distribution.startswith("<"):
+        return f"fix the plugin {entry.plugin!r}"
+    return (f"fix or uninstall the plugin {entry.distribution!r}, or skip it with "
+            f"{DENY_LIST_ENV}={entry.distribution}")
+
+
+def _has(*attributes: str) -> Callable[[Any], bool]:
+    return lambda obj: all(callable(getattr(obj, a, None)) for a in attributes)
+
+
+def _is_net(obj: Any) -> bool:
+    from gankit.native import NativeNet
+    from gankit.nets import NetSpec
+
+    return isinstance(obj, (NetSpec, NativeNet))
+
+
+#: What each kind's factory must return: a check and its description for messages.
+_PRODUCTS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "backend": (_has("build_trainer", "ops", "version"), "a backend (with build_trainer, ops and version)"),
+    "loss": (_has("discriminator", "generator"), "a gankit.Loss (with discriminator and generator methods)"),
+    "regularizer": (_has("__call__"), "a gankit.Regularizer (a callable penalty)"),
+    "architecture": (_is_net, "a gankit.NetSpec"),
+    "dataset": (_has("sample", "batches"), "a gankit.Dataset (with sample and batches methods)"),
+    "metric": (_has("__call__", "applies"), "a gankit.metrics.Metric"),
+    "feature_extractor": (_has("features", "check"), "a gankit.metrics.FeatureExtractor"),
+}
+
+
+def _shown(obj: Any) -> str:
+    text = repr(obj)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{type(obj).__name__} {text}" if not isinstance(obj, type) else f"the class {obj.__name__}"
 
 
 def _truthy(value: str | None) -> bool:
@@ -136,7 +192,7 @@ class Registry:
                 reg._load_entry_point(ep)
         for name in allow:
             if name not in matched and not any(ep.name == name for ep in builtins):
-                if not reg._denied(deny, name, "<GANKIT_PLUGINS>", name):
+                if not reg._denied(deny, name, ALLOW_LIST_DISTRIBUTION, name):
                     reg._load_module(name)
         reg._collect()
         return reg
@@ -172,9 +228,9 @@ class Registry:
         try:
             plugin = importlib.import_module(dotted)
         except (Exception, SystemExit) as exc:
-            self._fail(dotted, "<GANKIT_PLUGINS>", f"failed to import ({_describe(exc)})")
+            self._fail(dotted, ALLOW_LIST_DISTRIBUTION, f"failed to import ({_describe(exc)})")
             return
-        self._register(plugin, dotted, "<GANKIT_PLUGINS>")
+        self._register(plugin, dotted, ALLOW_LIST_DISTRIBUTION)
 
     def _register(self, plugin: Any, name: str, dist: str) -> None:
         key = f"{dist}:{name}"
@@ -251,6 +307,11 @@ class Registry:
             mine[(entry.kind, entry.name)] = entry
         return None
 
+    # -- building -----------------------------------------------------------------
+    def make(self, kind: str, name: str, *args, **kwargs) -> Any:
+        """Call the factory of the ``kind`` plugin ``name`` (see :func:`call_factory`)."""
+        return call_factory(self.get(kind, name), kind, *args, **kwargs)
+
     # -- queries ----------------------------------------------------------------
     def kinds(self) -> list[str]:
         return list(self._entries)
@@ -287,11 +348,39 @@ class Registry:
                 f"the {name} backend needs {', '.join(missing)}, which is not installed",
                 hint=f"pip install 'gankit[{extra}]', or choose another backend with --set backend=NAME",
             )
-        return record.factory()
+        return self.make("backend", name, what=f"the backend {name!r}")
 
     def backend_available(self, name: str) -> bool:
         record = self.get("backend", name).record
         return all(importlib.util.find_spec(m) is not None for m in getattr(record, "requires", ()))
+
+
+def call_factory(entry: Registered, kind: str, *args, passthrough: tuple[type[BaseException], ...] = (),
+                 what: str | None = None, **kwargs) -> Any:
+    """Call a registered plugin's factory with these arguments.
+
+    A third-party factory that raises anything but a :class:`GankitError` (or one of
+    ``passthrough``, which the caller turns into its own message), or returns what is not
+    the kind's object, becomes a :class:`PluginError` naming the plugin, its distribution
+    and what it raised or returned, chained to the exception. gankit's own factories raise
+    as they do (their failures are bugs to report). ``what`` names the object in messages
+    (default: ``the {kind} {name!r}``)."""
+    what = what or f"the {kind} {entry.record.name!r}"
+    builtin = getattr(entry, "distribution", BUILTIN_DISTRIBUTION) == BUILTIN_DISTRIBUTION
+    try:
+        made = entry.record.factory(*args, **kwargs)
+    except (GankitError, *passthrough):
+        raise
+    except (Exception, SystemExit) as exc:  # a plugin must not end gankit
+        if builtin:
+            raise
+        raise PluginError(f"{what} ({_origin(entry)}) failed to build: {_describe(exc)}",
+                          hint=_fix_hint(entry)) from exc
+    check, expected = _PRODUCTS.get(kind, (lambda obj: True, ""))
+    if not builtin and not check(made):
+        raise PluginError(f"{what} ({_origin(entry)}) returned {_shown(made)}, not {expected}",
+                          hint=_fix_hint(entry))
+    return made
 
 
 _REGISTRY: Registry | None = None
