@@ -18,13 +18,23 @@ the limit is still tried:
 * data: the ``n_critic`` real batches of a step, for each batch the prefetcher holds;
 * samples: the final ``training.num_samples`` (and ``evaluation.num_samples``) samples,
   generated in one pass: the generator's activations for that many samples.
+
+:func:`check_evaluation` does the same for one evaluation of ``n`` samples
+(:func:`gankit.evaluation.evaluate` calls it before it draws any), with an
+:class:`EvaluationPlan`: the generated and real samples and the latents, the features
+(float64) the metrics read, cached for the whole evaluation, and the largest working
+memory of the metric running at the peak — the copies and matrices its numpy code
+builds, which for precision/recall (``n`` x 1024 distance blocks), the mode metrics
+(``n`` x modes) and FID (a centred copy of the features) grow with ``n`` (see
+:func:`metric_bytes`). Like the training estimate it counts what must exist at the same
+time, not a framework's own memory or the allocator's slack.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gankit.errors import ConfigError
 
@@ -173,3 +183,131 @@ def check_samples(n: int, g_spec, what: str = "the number of samples", batch: in
         raise ConfigError(f"{what} = {n:,} needs at least {_gb(need)} of memory and this machine has {_gb(limit)}",
                           hint=f"ask for fewer samples; {MEMORY_ENV} sets the limit in bytes")
     return need
+
+
+# -- evaluation --------------------------------------------------------------------------
+#: Bytes of one float64 (features, distances: gankit.metrics computes in float64).
+FLOAT64_BYTES = 8
+#: Rows of the distance blocks gankit.metrics' k-NN code computes at a time.
+DISTANCE_CHUNK = 1024
+#: Samples generated per batch in an evaluation.
+EVAL_BATCH = 1000
+
+
+def metric_bytes(name: str, n: int, width: int = 0, *, subset_size: int = 1000, splits: int = 10,
+                 modes: int = 0, sample: int = 0) -> int:
+    """Working memory of gankit's built-in metric ``name`` on ``n`` generated and ``n``
+    real samples, beyond the samples and the features it reads (``width`` wide; the
+    classes, for the classifier metrics): the copies and matrices its numpy code builds
+    (see :mod:`gankit.metrics`). 0 for another metric (its working memory is not known)."""
+    b = FLOAT64_BYTES
+    if name == "fid":  # np.cov's centred copy of one set; the d x d covariances and their square roots
+        return b * (n * width + 6 * width**2)
+    if name == "kid":  # 3 kernel matrices of a subset, the 2 subsets, an index draw
+        m = min(subset_size, n)
+        return b * (3 * m * m + 2 * m * width + n)
+    if name == "precision_recall":  # 3 distance blocks of 1024 x n at once, the radii
+        return b * (3 * min(n, DISTANCE_CHUNK) * n + 2 * n)
+    if name == "modes":  # the generated samples in float64, 2 n x modes distance matrices, the nearest modes
+        return b * (n * sample + 2 * n * modes + 3 * n)
+    if name == "inception_score":  # a split's logs and products
+        return b * 4 * -(-n // max(1, splits)) * width
+    if name == "classes":  # each sample's class and confidence
+        return b * 2 * n
+    return 0
+
+
+@dataclass(frozen=True)
+class EvaluationEstimate:
+    """Bytes one evaluation of ``n`` samples needs at its peak, by part."""
+
+    samples: int
+    """The generated and real samples (and, while generating, the latents)."""
+    features: int
+    """The features the metrics read, cached for the rest of the evaluation."""
+    metrics: int
+    """The working memory of the step at the peak: a metric's copies and matrices."""
+
+    @property
+    def total(self) -> int:
+        return self.samples + self.features + self.metrics
+
+    def parts(self) -> str:
+        return ", ".join(f"{k} {_gb(getattr(self, k))}" for k in ("samples", "features", "metrics")
+                         if getattr(self, k) >= 0.01 * self.total)
+
+
+@dataclass(frozen=True)
+class MetricStep:
+    """One metric of an evaluation, as :class:`EvaluationPlan` counts it."""
+
+    name: str
+    reads: tuple[tuple[str, int], ...] = ()
+    """The feature arrays it reads (a key naming extractor and set, and the width): the
+    first metric to read one computes it, and it stays cached."""
+    builtin: bool = False
+    """gankit's own metric, whose working memory :func:`metric_bytes` knows."""
+    params: dict = field(default_factory=dict)
+    """Keyword arguments of :func:`metric_bytes` (the width is the first array's)."""
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What an evaluation holds, per sample: what :meth:`estimate` scales by ``n``. The
+    steps run in order: generate, draw the reals, then each metric."""
+
+    sample: int
+    """Elements of one sample."""
+    latent: int
+    """Elements of one latent."""
+    generator_activations: int
+    """Elements of every layer output of the generator for one sample."""
+    metrics: tuple[MetricStep, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics)
+
+    def estimate(self, n: int) -> EvaluationEstimate:
+        s, b, f = self.sample, FLOAT64_BYTES, FLOAT_BYTES
+        steps = [
+            # generating: the output array, the latents, the generator's activations of one batch
+            EvaluationEstimate(f * n * s, 0, f * (n * self.latent + min(n, EVAL_BATCH) * self.generator_activations)),
+            # drawing the reals: a sampler draws in float64 and casts
+            EvaluationEstimate(2 * f * n * s, 0, b * n * s),
+        ]
+        cached: dict[str, int] = {}
+        for m in self.metrics:
+            cached.update(m.reads)
+            width = m.reads[0][1] if m.reads else 0
+            work = metric_bytes(m.name, n, width, **m.params) if m.builtin else 0
+            steps.append(EvaluationEstimate(2 * f * n * s, b * n * sum(cached.values()), work))
+        return max(steps, key=lambda e: e.total)
+
+    def most_samples(self, limit: int) -> int:
+        """The largest ``n`` whose estimate fits in ``limit`` bytes (0 if none does)."""
+        lo, hi = 0, 1
+        while self.estimate(hi).total <= limit:
+            lo, hi = hi, 2 * hi
+            if hi > 2**62:
+                return lo
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self.estimate(mid).total <= limit else (lo, mid)
+        return lo
+
+
+def check_evaluation(plan: EvaluationPlan, n: int, what: str = "the number of samples",
+                     limit: int | None = None) -> EvaluationEstimate:
+    """Refuse an evaluation of ``n`` samples whose estimate exceeds the machine's memory
+    (or ``limit`` bytes), naming the estimate and the most samples that fit."""
+    est = plan.estimate(n)
+    limit = memory_limit() if limit is None else limit
+    if limit is not None and est.total > limit:
+        metrics = f" with {', '.join(plan.names)}" if plan.names else ""
+        fit = plan.most_samples(limit)
+        fix = f"ask for {fit:,} samples or fewer" if fit >= 2 else "choose fewer or cheaper metrics"
+        raise ConfigError(f"{what} = {n:,}: evaluating that many samples{metrics} needs at least {_gb(est.total)} of "
+                          f"memory ({est.parts()}) and this machine has {_gb(limit)}",
+                          hint=f"{fix}; {MEMORY_ENV} sets the limit in bytes")
+    return est

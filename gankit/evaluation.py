@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from gankit.assembly import Experiment, load_run
+from gankit.budget import EvaluationPlan, MetricStep, _shapes_elements, check_evaluation
 from gankit.config import PluginChoice
 from gankit.errors import ConfigError, PluginError
 from gankit.metrics import EvalContext, Metric
@@ -121,11 +123,13 @@ def generate(exp: Experiment, n: int, seed: int, batch_size: int = 1000) -> np.n
     z = latents(n, exp.config.latent.dim, exp.config.latent.distribution, seed)
     classes = _classes(exp)
     labels = None if classes is None else np.arange(n, dtype=np.int64) % classes
-    out = []
+    # one array filled batch by batch: no second copy to concatenate, and each batch (with
+    # whatever framework buffer it views) is freed before the next, not kept between them
+    out = np.empty((n, *tuple(exp.generator.shapes()[-1])), np.float32)
     for s in range(0, n, batch_size):
         args = (z[s : s + batch_size],) if labels is None else (z[s : s + batch_size], labels[s : s + batch_size])
-        out.append(np.asarray(exp.trainer.generate(*args), dtype=np.float32))
-    return np.concatenate(out)
+        out[s : s + batch_size] = exp.trainer.generate(*args)
+    return out
 
 
 def rejection_generate(exp: Experiment, n: int, seed: int, batch_size: int = 1000):
@@ -155,7 +159,7 @@ def _extractor_factory(registry: Registry, params_by_name: dict[str, dict[str, A
         if missing:
             raise PluginError(f"the {name} feature extractor needs {', '.join(missing)}, which is not installed",
                               hint="install it, or choose another extractor in the metric's features parameter")
-        return record.factory(record.params.model_validate(params_by_name.get(name, {})))
+        return registry.make("feature_extractor", name, record.params.model_validate(params_by_name.get(name, {})))
 
     return get
 
@@ -165,32 +169,90 @@ def _uses_ema(trainer) -> bool:
     return bool(getattr(trainer, "has_ema", False))
 
 
+def _width(ctx: EvalContext, name: str, probabilities: bool, sample_shape: tuple[int, ...]) -> int:
+    """The width of the features (or class probabilities) of extractor ``name``; 0 when it
+    cannot give them (the metric will be skipped or say why)."""
+    from gankit.errors import GankitError
+
+    try:
+        extractor = ctx.extractor(name)
+    except GankitError:
+        return 0
+    if probabilities:
+        return int(extractor.num_classes or 0)
+    try:  # two blank samples tell the width
+        return int(np.shape(extractor.features(np.zeros((2, *sample_shape), np.float32)))[-1])
+    except Exception:  # the metric will meet it, with its own message; count the samples' width
+        return math.prod(sample_shape)
+
+
+def memory_plan(exp: Experiment, ctx: EvalContext, metrics: list[tuple[str, Metric]],
+                registry: Registry | None = None) -> EvaluationPlan:
+    """What an evaluation of the experiment with these (name, metric) pairs holds per
+    sample, for :func:`gankit.budget.check_evaluation`: gankit's built-in metrics by the
+    features they read and what their numpy code builds; another metric by its samples."""
+    from gankit.plugins import BUILTIN_DISTRIBUTION
+
+    reg = registry or get_registry()
+    shape = tuple(exp.dataset.sample_shape)
+    steps = []
+    for name, metric in metrics:
+        params = metric.params
+        reads: tuple[tuple[str, int], ...] = ()
+        kwargs: dict[str, Any] = {}
+        builtin = reg.get("metric", name).distribution == BUILTIN_DISTRIBUTION
+        if builtin and name in ("fid", "kid", "precision_recall"):
+            extractor = ctx.extractor_name(getattr(params, "features", "auto"))
+            width = _width(ctx, extractor, False, shape)
+            reads = ((f"{extractor}/real", width), (f"{extractor}/fake", width))
+            kwargs = {"subset_size": getattr(params, "subset_size", 1000)} if name == "kid" else {}
+        elif builtin and name in ("inception_score", "classes"):
+            extractor = ctx.extractor_name(getattr(params, "classifier", "auto"))
+            reads = ((f"{extractor}/fake/probabilities", _width(ctx, extractor, True, shape)),)
+            kwargs = {"splits": getattr(params, "splits", 10)} if name == "inception_score" else {}
+        elif builtin and name == "modes":
+            kwargs = {"modes": len(ctx.info.get("modes", ())), "sample": math.prod(shape)}
+        steps.append(MetricStep(name, reads, builtin, kwargs))
+    return EvaluationPlan(sample=math.prod(shape), latent=exp.config.latent.dim,
+                          generator_activations=_shapes_elements(exp.generator), metrics=tuple(steps))
+
+
 def evaluate(exp: Experiment, *, num_samples: int | None = None, metrics: list[PluginChoice] | None = None,
-             step: int | None = None, registry: Registry | None = None) -> Evaluation:
-    """Score the experiment's generator with the configured (or given) metrics."""
+             step: int | None = None, registry: Registry | None = None,
+             what: str = "evaluation.num_samples") -> Evaluation:
+    """Score the experiment's generator with the configured (or given) metrics.
+
+    Before it draws any sample it refuses, in one line, a number of samples whose
+    evaluation cannot fit in memory (:func:`gankit.budget.check_evaluation`; ``what``
+    names the setting in that message)."""
     reg = registry or get_registry()
     cfg = exp.config
     n = num_samples or cfg.evaluation.num_samples
     start = time.perf_counter()
+    blank = np.zeros((0, *tuple(exp.dataset.sample_shape)), np.float32)  # the samples come after the check
+    ctx = EvalContext(fake=blank, real=blank, modality=exp.dataset.modality, info=dict(exp.dataset.info),
+                      seed=cfg.seed, get_extractor=_extractor_factory(reg, cfg.evaluation.features))
+    chosen = metrics if metrics is not None else (list(cfg.evaluation.metrics) or default_metrics(ctx))
+    built: list[tuple[str, Metric]] = []
+    for choice in chosen:
+        record = reg.get("metric", choice.name).record
+        built.append((choice.name, reg.make("metric", choice.name, record.params.model_validate(choice.params))))
+    check_evaluation(memory_plan(exp, ctx, built, reg), n, what)
     acceptance = None
     if cfg.sampling.rejection == "drs":
         drawn = rejection_generate(exp, n, seed=cfg.seed)
         fake, acceptance = drawn.samples, drawn.acceptance
     else:
         fake = generate(exp, n, seed=cfg.seed)
-    real = np.asarray(exp.dataset.sample(n, seed=cfg.seed), dtype=np.float32)
-    ctx = EvalContext(fake=fake, real=real, modality=exp.dataset.modality, info=dict(exp.dataset.info),
-                      seed=cfg.seed, get_extractor=_extractor_factory(reg, cfg.evaluation.features))
-    chosen = metrics if metrics is not None else (list(cfg.evaluation.metrics) or default_metrics(ctx))
+    ctx.fake = fake
+    ctx.real = np.asarray(exp.dataset.sample(n, seed=cfg.seed), dtype=np.float32)
     values: dict[str, float] = {}
     skipped: dict[str, str] = {}
     better: dict[str, bool | None] = {}
-    for choice in chosen:
-        record = reg.get("metric", choice.name).record
-        metric: Metric = record.factory(record.params.model_validate(choice.params))
+    for name, metric in built:
         reason = metric.applies(ctx)
         if reason:
-            skipped[choice.name] = reason
+            skipped[name] = reason
             continue
         values.update({k: float(v) for k, v in metric(ctx).items()})
         better.update(metric.meta.keys)
@@ -228,12 +290,8 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, metrics
                  backend: str | None = None, out: str | Path | None = None,
                  registry: Registry | None = None) -> tuple[Evaluation, Path]:
     """``gankit evaluate RUN_DIR``: rebuild from the checkpoint, evaluate, write ``eval.json``."""
-    from gankit.budget import check_samples
-
     reg = registry or get_registry()
     exp = load_run(run_dir, backend=backend, registry=reg)
-    n = num_samples or exp.config.evaluation.num_samples
-    check_samples(2 * n, exp.generator, "--num-samples (generated and real)", batch=1000)
     choices = None
     if metrics:
         for name in metrics:
@@ -241,7 +299,8 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, metrics
                 raise ConfigError(f"unknown metric {name!r}; available: {', '.join(reg.names('metric'))}")
         configured = {m.name: m for m in exp.config.evaluation.metrics}
         choices = [configured.get(name, PluginChoice(name=name)) for name in metrics]
-    result = evaluate(exp, num_samples=num_samples, metrics=choices, registry=reg)
+    result = evaluate(exp, num_samples=num_samples, metrics=choices, registry=reg,
+                      what="--num-samples" if num_samples else "evaluation.num_samples")
     path = Path(out) if out else (Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent) / EVAL_FILE
     payload = {**result.to_json(), "backend": exp.backend.name, "run": str(run_dir),
                "higher_is_better": result.higher_is_better}
