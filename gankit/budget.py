@@ -79,9 +79,13 @@ def memory_limit() -> int | None:
     value = os.environ.get(MEMORY_ENV, "").strip()
     if value:
         try:
-            return int(float(value))
+            limit = float(value)
         except ValueError:
-            raise ConfigError(f"{MEMORY_ENV}={value!r} is not a number of bytes", hint="e.g. 8e9, or unset it") from None
+            limit = float("nan")
+        if not (limit > 0 and math.isfinite(limit)):
+            raise ConfigError(f"{MEMORY_ENV}={value!r} is not a positive number of bytes",
+                              hint="e.g. 8e9, or unset it") from None
+        return int(limit)
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):

@@ -217,6 +217,29 @@ def memory_plan(exp: Experiment, ctx: EvalContext, metrics: list[tuple[str, Metr
                           generator_activations=_shapes_elements(exp.generator), metrics=tuple(steps))
 
 
+def check_memory(exp: Experiment, *, num_samples: int | None = None, metrics: list[PluginChoice] | None = None,
+                 registry: Registry | None = None,
+                 what: str = "evaluation.num_samples") -> tuple[EvalContext, list[tuple[str, Metric]]]:
+    """Build the evaluation's metrics (the configured or given ones) and refuse, in one line,
+    a number of samples whose evaluation cannot fit in memory; returns the (still empty)
+    context and the metrics. :func:`evaluate` calls it before it draws any sample, and a
+    training run before its first step, so that an evaluation too large for the machine
+    is refused before any training is spent."""
+    reg = registry or get_registry()
+    cfg = exp.config
+    n = num_samples or cfg.evaluation.num_samples
+    blank = np.zeros((0, *tuple(exp.dataset.sample_shape)), np.float32)  # the samples come after the check
+    ctx = EvalContext(fake=blank, real=blank, modality=exp.dataset.modality, info=dict(exp.dataset.info),
+                      seed=cfg.seed, get_extractor=_extractor_factory(reg, cfg.evaluation.features))
+    chosen = metrics if metrics is not None else (list(cfg.evaluation.metrics) or default_metrics(ctx))
+    built: list[tuple[str, Metric]] = []
+    for choice in chosen:
+        record = reg.get("metric", choice.name).record
+        built.append((choice.name, reg.make("metric", choice.name, record.params.model_validate(choice.params))))
+    check_evaluation(memory_plan(exp, ctx, built, reg), n, what)
+    return ctx, built
+
+
 def evaluate(exp: Experiment, *, num_samples: int | None = None, metrics: list[PluginChoice] | None = None,
              step: int | None = None, registry: Registry | None = None,
              what: str = "evaluation.num_samples") -> Evaluation:
@@ -229,15 +252,7 @@ def evaluate(exp: Experiment, *, num_samples: int | None = None, metrics: list[P
     cfg = exp.config
     n = num_samples or cfg.evaluation.num_samples
     start = time.perf_counter()
-    blank = np.zeros((0, *tuple(exp.dataset.sample_shape)), np.float32)  # the samples come after the check
-    ctx = EvalContext(fake=blank, real=blank, modality=exp.dataset.modality, info=dict(exp.dataset.info),
-                      seed=cfg.seed, get_extractor=_extractor_factory(reg, cfg.evaluation.features))
-    chosen = metrics if metrics is not None else (list(cfg.evaluation.metrics) or default_metrics(ctx))
-    built: list[tuple[str, Metric]] = []
-    for choice in chosen:
-        record = reg.get("metric", choice.name).record
-        built.append((choice.name, reg.make("metric", choice.name, record.params.model_validate(choice.params))))
-    check_evaluation(memory_plan(exp, ctx, built, reg), n, what)
+    ctx, built = check_memory(exp, num_samples=n, metrics=metrics, registry=reg, what=what)
     acceptance = None
     if cfg.sampling.rejection == "drs":
         drawn = rejection_generate(exp, n, seed=cfg.seed)
@@ -302,10 +317,16 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, metrics
     result = evaluate(exp, num_samples=num_samples, metrics=choices, registry=reg,
                       what="--num-samples" if num_samples else "evaluation.num_samples")
     path = Path(out) if out else (Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent) / EVAL_FILE
+    if not result.metrics and result.skipped:  # nothing measured: no empty eval.json over a good one
+        reasons = "; ".join(f"{name}: {why}" for name, why in result.skipped.items())
+        raise ConfigError(f"no metric applies to this run ({reasons}); {str(path)!r} is left as it was",
+                          hint="choose metrics that apply (`gankit plugins --kind metric`)")
     payload = {**result.to_json(), "backend": exp.backend.name, "run": str(run_dir),
                "higher_is_better": result.higher_is_better}
     try:
-        path.write_text(json.dumps(payload, indent=2) + "\n")
+        from gankit.checkpoint import atomic_write
+
+        atomic_write(path, (json.dumps(payload, indent=2) + "\n").encode())
     except OSError as exc:
         raise ConfigError(f"cannot write {str(path)!r} ({exc.strerror or exc})", hint="choose another path with --out") from None
     return result, path

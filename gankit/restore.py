@@ -23,9 +23,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from gankit import checkpoint, native
-from gankit.errors import CheckpointError, ConfigError
+from gankit.errors import CheckpointError, ConfigError, PluginError
 from gankit.nets import NetSpec, class_labels, conditional_classes
-from gankit.plugins import Registry, get_registry
+from gankit.plugins import Registry, call_factory, get_registry
 from gankit.protocol import Trainer, TrainSetup
 
 
@@ -159,14 +159,18 @@ def _plugin(registry: Registry, kind: str, choice: dict[str, Any] | None, defaul
     choice = choice or {"name": default}
     name = choice.get("name", default)
     try:
-        record = registry.get(kind, name).record
-        return record.factory(record.params.model_validate(choice.get("params", {})))
+        entry = registry.get(kind, name)
+    except PluginError as exc:  # a plugin that is not installed here
+        raise CheckpointError(f"{where}: its {kind} {name!r} cannot be built here: {exc.message}",
+                              hint=f"install the plugin that provides the {kind}") from None
+    try:
+        params = entry.record.params.model_validate(choice.get("params", {}))
     except ValidationError as exc:
         raise CheckpointError(f"{where}: its {kind} {name!r} has parameters this version rejects: "
                               f"{exc.errors()[0]['msg']}") from None
-    except Exception as exc:  # a plugin that is not installed here
-        raise CheckpointError(f"{where}: its {kind} {name!r} cannot be built here: {exc}",
-                              hint=f"install the plugin that provides the {kind}") from None
+    # A third-party factory that fails is named with its distribution (a PluginError); a
+    # built-in one that fails is a bug, reported as such.
+    return call_factory(entry, kind, params)
 
 
 def installed_backends(registry: Registry) -> list[str]:

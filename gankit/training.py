@@ -466,6 +466,8 @@ def train(
     exp = build(cfg, registry, distributed=True)
     group, t = exp.group, cfg.training
     main = group.is_main
+    if main and cfg.evaluation.every:  # an evaluation too large for the machine: refused before any step
+        evaluation.check_memory(exp)
     # Only rank 0 creates (and had checked) the directory; the others just name it.
     directory = run_dir if resume is not None else _run_directory(cfg, exp.backend.name, create=main, check=main)
     lock = RunLock(directory).acquire() if main else None  # one run per directory, before any write

@@ -91,6 +91,40 @@ def test_evaluation_during_training_is_checked_too(tmp_path, monkeypatch):
         gankit.train(cfg)
 
 
+def test_training_is_refused_before_its_first_step(tmp_path, monkeypatch):
+    """An evaluation too large for the machine is refused before any training is spent
+    (and before the run directory is made), not at the first evaluation."""
+    pytest.importorskip("torch")
+    from gankit import training
+
+    cfg = tiny(tmp_path)
+    cfg["evaluation"] = {"every": 3, "num_samples": 10**6}
+    monkeypatch.setenv(budget.MEMORY_ENV, str(50e6))
+    monkeypatch.setattr(budget, "check_memory", lambda *a, **k: None)  # the training itself is not the point
+    monkeypatch.setattr(training, "_train_locked", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ConfigError, match=r"evaluation.num_samples = 1,000,000: evaluating"):
+        gankit.train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_with_no_metric_that_applies_keeps_the_old_eval_json(run, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(run), "-n", "50", "-m", "modes", "-o", str(out)]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "-n", "50", "-m", "classes", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no metric applies to this run (classes:") and "is left as it was" in err
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "inf", "nan", "lots"])
+def test_a_memory_limit_that_is_no_positive_number_is_refused(monkeypatch, value):
+    monkeypatch.setenv(budget.MEMORY_ENV, value)
+    with pytest.raises(ConfigError, match="is not a positive number of bytes"):
+        budget.memory_limit()
+
+
 # -- the estimate itself -----------------------------------------------------------------
 def g_spec(latent=100, out=784):
     return NetSpec(input_shape=(latent,), layers=[Dense(units=out), Activation(fn="tanh")])
