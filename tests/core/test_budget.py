@@ -44,7 +44,7 @@ def test_memory_limit_from_the_environment(monkeypatch):
     monkeypatch.setenv(budget.MEMORY_ENV, "1e9")
     assert budget.check_memory(cfg(), (2,), g, d).total < 1e9
     monkeypatch.setenv(budget.MEMORY_ENV, "lots")
-    with pytest.raises(ConfigError, match="is not a number of bytes"):
+    with pytest.raises(ConfigError, match="is not a positive number of bytes"):
         budget.memory_limit()
     monkeypatch.delenv(budget.MEMORY_ENV)
     assert budget.memory_limit() > 2**28  # the machine's RAM
