@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 import gankit
+from gankit.threads import usable_cpus
 from gankit_plugins.datasets import absolute_path, shown
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -340,11 +341,9 @@ class _CheckProgress:
 
 
 def _workers() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus))
+    """Threads for the check: the CPUs this process may use (affinity and a container's
+    quota: never more threads than cores), at most 8."""
+    return min(8, usable_cpus())
 
 
 def check_images(files: list[Path], what: str = "checking images"):
