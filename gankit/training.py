@@ -302,6 +302,11 @@ def _file_failure(exc: OSError, directory: Path) -> TrainingError:
     return TrainingError(f"run directory {str(directory)!r}: {reason}{where}; {kept}", hint=f"{fix}, {then}")
 
 
+def _shown(value) -> str:
+    """A setting for a message: a table as JSON, a value as its repr."""
+    return json.dumps(value.model_dump(mode="json")) if hasattr(value, "model_dump") else repr(value)
+
+
 def _resume_identity(before: ExperimentConfig, after: ExperimentConfig, run_dir: Path) -> None:
     """--resume continues the same experiment: the settings that make it that experiment
     (its data, seed, latent, batch size, loss and optimizers) cannot change, else the run
@@ -315,8 +320,7 @@ def _resume_identity(before: ExperimentConfig, after: ExperimentConfig, run_dir:
         ("optimizers.discriminator.name", before.optimizers.discriminator.name, after.optimizers.discriminator.name),
     ):
         if old != new:
-            show = (lambda v: json.dumps(v.model_dump(mode="json")) if hasattr(v, "model_dump") else repr(v))
-            changed.append(f"{key} {show(old)} -> {show(new)}")
+            changed.append(f"{key} {_shown(old)} -> {_shown(new)}")
     if changed:
         raise ConfigError(f"--resume continues the same run and cannot change {'; '.join(changed)}",
                           hint=f"train a new run with other settings: gankit train {run_dir / 'config.json'} "
