@@ -57,6 +57,7 @@ from gankit.nets import (
 )
 from gankit.native import NativeNet
 from gankit.ops import NumpyOps, Ops
+from gankit.monitor import progress_bars
 from gankit.plugins import PluginWarning, Registry, get_backend, get_registry
 from gankit.protocol import (
     LOSS_PROPERTIES,

@@ -43,6 +43,8 @@ class Experiment:
     """This process's place in a data-parallel run (a single process by default)."""
     threads: Threads | None = None
     """The CPU threads the trainer was given, and why."""
+    registry: Registry | None = None
+    """The plugins it was built from (to name a third-party plugin whose code fails later)."""
 
 
 def build_plugin(registry: Registry, kind: str, choice, **kwargs):
@@ -165,7 +167,7 @@ def build(config: ExperimentConfig, registry: Registry | None = None, *, distrib
         augment=_augment(cfg, sample_shape),
     )
     trainer = backend.build_trainer(setup)
-    return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group, threads)
+    return Experiment(cfg, backend, trainer, dataset, g_spec, d_spec, group, threads, reg)
 
 
 def load_run(run_dir: str | Path, backend: str | None = None, registry: Registry | None = None) -> Experiment:
@@ -192,4 +194,5 @@ def load_run(run_dir: str | Path, backend: str | None = None, registry: Registry
         raise CheckpointError(f"{where}: its generator makes samples of shape {made}, its data "
                               f"{cfg.data.name!r} has shape {tuple(dataset.sample_shape)}",
                               hint="the data changed since the run; point data.params at the run's own data")
-    return Experiment(cfg, reg.backend(cfg.backend), gan.trainer, dataset, gan.generator, gan.discriminator)
+    return Experiment(cfg, reg.backend(cfg.backend), gan.trainer, dataset, gan.generator, gan.discriminator,
+                      registry=reg)

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gankit.errors import GankitError, TrainingInterrupted
+from gankit.plugins import plugin_failure
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -522,6 +523,10 @@ def _main(args: list[str], debug: bool) -> int:
     except Exception as exc:  # a bug in gankit or a plugin, not the user's input
         if debug:
             raise
+        failure = plugin_failure(exc)  # a third-party plugin's own code raised it: name the plugin
+        if failure is not None:
+            err.print(f"error: {failure.one_line()}", markup=False)
+            return failure.exit_code
         err.print(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())} (run with --debug for the traceback, and please report it)", markup=False)
         return 1
 

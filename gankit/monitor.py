@@ -7,6 +7,8 @@ run purges the events after its checkpoint's step so curves do not double back.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import sys
@@ -123,6 +125,27 @@ class MetricsLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+_BARS: contextvars.ContextVar[bool] = contextvars.ContextVar("gankit_progress_bars", default=True)
+
+
+def progress_bars() -> bool:
+    """Whether slow work may show a progress bar now (on a terminal): false while
+    ``gankit train -q`` (or ``gankit.train(progress=False)``) runs. A plugin with slow
+    work of its own, like a dataset's up-front check of its files, asks this (and whether
+    stderr is a terminal) before drawing one."""
+    return _BARS.get()
+
+
+@contextlib.contextmanager
+def progress_bars_allowed(allowed: bool):
+    """Within this block :func:`progress_bars` says ``allowed``."""
+    token = _BARS.set(allowed)
+    try:
+        yield
+    finally:
+        _BARS.reset(token)
 
 
 class Progress:

@@ -32,6 +32,8 @@ import importlib
 import importlib.metadata as md
 import importlib.util
 import os
+import sys
+import traceback
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -381,6 +383,61 @@ def call_factory(entry: Registered, kind: str, *args, passthrough: tuple[type[Ba
         raise PluginError(f"{what} ({_origin(entry)}) returned {_shown(made)}, not {expected}",
                           hint=_fix_hint(entry))
     return made
+
+
+def _code_roots(entry: Registered) -> list[str]:
+    """The files a third-party plugin's code lives in: the package directory of its
+    factory's top-level module (or that module's own file, for a plain module)."""
+    module = getattr(entry.record.factory, "__module__", None) or ""
+    for name in (module.partition(".")[0], module):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            path = os.path.realpath(path)
+            if os.path.basename(path) == "__init__.py":
+                return [os.path.dirname(path) + os.sep]
+            return [path]
+    return []
+
+
+def culprit(exc: BaseException, registry: Registry | None = None) -> tuple[Registered, str] | None:
+    """The third-party plugin whose own code raised ``exc`` (or an exception it chains to),
+    with the ``file:line`` it raised at: the innermost traceback frame inside a third-party
+    plugin's package. ``None`` when no such frame exists: gankit's own code, its built-in
+    plugins, a framework or the user's input raised it."""
+    reg = registry if registry is not None else _REGISTRY
+    if reg is None:
+        return None
+    owners = [(root, entry) for entry in reg.entries() if entry.distribution != BUILTIN_DISTRIBUTION
+              for root in _code_roots(entry)]
+    if not owners:
+        return None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the exception, then what it chains to
+        seen.add(id(current))
+        for frame in reversed(traceback.extract_tb(current.__traceback__)):
+            path = os.path.realpath(frame.filename)
+            for root, entry in owners:
+                if path == root or (root.endswith(os.sep) and path.startswith(root)):
+                    return entry, f"{frame.filename}:{frame.lineno}"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def plugin_failure(exc: BaseException, registry: Registry | None = None, *, during: str = "",
+                   hint: str = "") -> PluginError | None:
+    """A one-line :class:`PluginError` for ``exc`` when a third-party plugin's code raised
+    it (:func:`culprit`): which plugin, where, what it raised, and how to be rid of it
+    (then ``hint``); ``None`` when no plugin is to blame."""
+    if isinstance(exc, GankitError):
+        return None
+    found = culprit(exc, registry)
+    if found is None:
+        return None
+    entry, where = found
+    what = f"the {entry.kind} {entry.name!r} ({_origin(entry)})"
+    return PluginError(f"{what} failed{' ' + during if during else ''}: {_describe(exc)} (at {where})",
+                       hint=_fix_hint(entry) + (f"; {hint}" if hint else ""))
 
 
 _REGISTRY: Registry | None = None

@@ -33,11 +33,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gankit import checkpoint, evaluation, mode_history, plotting
+from gankit import checkpoint, evaluation, mode_history, plotting, plugins
 from gankit.assembly import Experiment, build
 from gankit.config import BACKEND_ENV, ExperimentConfig, check_output_dir, load_config, read_config_file
 from gankit.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
-from gankit.monitor import TENSORBOARD_DIR, MetricsLog, Progress, TensorBoard, format_metrics, keep_until, step_line
+from gankit.monitor import (TENSORBOARD_DIR, MetricsLog, Progress, TensorBoard, format_metrics, keep_until,
+                            progress_bars_allowed, step_line)
 from gankit.plugins import Registry
 from gankit.runlock import LOCK_FILE, RunLock
 from gankit.streaming import Prefetcher, indexed, step_batches
@@ -453,6 +454,11 @@ def train(
     threads, steps), without a progress bar one line every ``log_every`` steps, and at the
     end the evaluation results and where the pictures are. SIGINT and SIGTERM save a
     checkpoint and raise :class:`~gankit.errors.TrainingInterrupted`. Returns the :class:`Run`."""
+    with progress_bars_allowed(progress):  # a plugin's own slow work (a dataset's check) shows a bar only then
+        return _train(config, preset, overrides, registry, progress, resume, echo)
+
+
+def _train(config, preset, overrides, registry, progress, resume, echo) -> Run:
     say = echo or (lambda line: None)
     if resume is not None:
         if config is not None or preset is not None:
@@ -530,6 +536,7 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
     start = time.perf_counter()
     last_save = _clock()
     by_time = cfg.training.checkpoint_minutes * 60 if group.world_size == 1 else 0.0
+    step = start_step
     try:
         with Progress(progress, t.steps, completed=start_step) as bar, _StopSignals(group.world_size == 1) as stop:
             for step in range(start_step + 1, t.steps + 1):
@@ -588,6 +595,13 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
                        "pictures": {k: str(v) for k, v in files.items() if k in _PICTURES}}
             files["summary"] = _write_json(directory / SUMMARY_FILE, summary)  # last: the run is complete
         group.barrier()
+    except Exception as exc:  # a third-party plugin's own code failed mid-run: name it; the checkpoints stay
+        saved = (f"the run is saved at {last_good}: continue with gankit train --resume {directory}"
+                 if last_good is not None else "no checkpoint was saved before it")
+        failure = plugins.plugin_failure(exc, exp.registry, during=f"at step {step}", hint=saved)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         batches.close()
         log.close()

@@ -315,8 +315,8 @@ class _CheckProgress:
     def __init__(self, total: int, what: str):
         self.total, self.what, self.done = total, what, 0
         self.start = time.perf_counter()
-        try:
-            self.enabled = sys.stderr.isatty()
+        try:  # not under `gankit train -q`, and only on a terminal
+            self.enabled = gankit.progress_bars() and sys.stderr.isatty()
         except (AttributeError, ValueError):  # no stderr, or a closed one
             self.enabled = False
         self.bar = None
