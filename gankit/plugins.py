@@ -399,6 +399,22 @@ def _code_roots(entry: Registered) -> list[str]:
     return []
 
 
+OWN_PACKAGES = ("gankit", "gankit_plugins", "gankit_torch", "gankit_tensorflow", "gankit_jax")
+"""The packages of gankit's own distribution: the core, the built-in plugins, the backends."""
+
+
+def _own_roots() -> set[str]:
+    roots = set()
+    for name in OWN_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(name)  # where it is, without importing it
+        except (ImportError, ValueError):
+            continue
+        for location in (spec.submodule_search_locations or []) if spec is not None else []:
+            roots.add(os.path.realpath(location) + os.sep)
+    return roots
+
+
 def culprit(exc: BaseException, registry: Registry | None = None) -> tuple[Registered, str] | None:
     """The third-party plugin whose own code raised ``exc`` (or an exception it chains to),
     with the ``file:line`` it raised at: the innermost traceback frame inside a third-party
@@ -407,8 +423,9 @@ def culprit(exc: BaseException, registry: Registry | None = None) -> tuple[Regis
     reg = registry if registry is not None else _REGISTRY
     if reg is None:
         return None
+    own = _own_roots()  # a third-party record of one of gankit's own factories does not own gankit's code
     owners = [(root, entry) for entry in reg.entries() if entry.distribution != BUILTIN_DISTRIBUTION
-              for root in _code_roots(entry)]
+              for root in _code_roots(entry) if root not in own]
     if not owners:
         return None
     seen: set[int] = set()

@@ -209,6 +209,21 @@ def test_culprit_follows_a_chained_exception_into_the_plugin(site):
     assert failure.one_line().endswith("GANKIT_DISABLE_PLUGINS=fake-flaky; more)")
 
 
+def test_a_third_party_record_of_gankits_own_factory_is_not_blamed_for_gankits_code():
+    """A plugin that registers one of gankit's built-in factories under a new name does not
+    own gankit_plugins: a failure there is not put on it."""
+    from gankit_plugins.losses import NonSaturating
+
+    class Reuse:
+        @gankit.hookimpl
+        def gankit_register_losses(self):
+            return [gankit.LossRecord(name="ns_again", factory=NonSaturating)]
+
+    reg = Registry.from_plugins([Reuse()], distribution="fake-reuse")
+    exc = _raise_from(lambda: NonSaturating().discriminator(None, None, None))  # fails inside gankit_plugins
+    assert culprit(exc, reg) is None
+
+
 def test_quiet_training_hides_a_plugins_own_progress_bar(monkeypatch):
     """The image check's bar asks gankit.progress_bars(): false inside train(progress=False)
     (what `gankit train -q` passes), true elsewhere; stderr must also be a terminal."""
