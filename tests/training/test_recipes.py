@@ -52,9 +52,13 @@ def test_mnist_wgan_clips_the_critic_and_not_the_generator(tmp_path, backend_nam
     assert params and params <= set(critic)
     assert all(np.abs(weights[f"discriminator.{n}"]).max() <= 0.01 + 1e-7 for n in params)
     assert max(np.abs(v).max() for v in run.trainer.parameters_of("generator").values()) > 0.01
-    # batch norm's running variance is a buffer, not clipped: it starts at 1 and after the
-    # ~20 critic forwards of 2 steps (momentum 0.1) is still ~0.1, ten times the bound
-    assert any(np.abs(weights[f"discriminator.{n}"]).max() > 0.05 for n in set(critic) - params)
+    # the critic normalises with layer norm: no running statistics, so every tensor it has
+    # is a clipped parameter (buffers, which are not clipped, are tested with batch norm in
+    # tests/training/test_weight_clipping.py)
+    assert set(critic) == params
+    # the generator's batch norm keeps running statistics, never clipped
+    generator = {name[len("generator."):] for name in weights if name.startswith("generator.")}
+    assert generator - set(run.trainer.parameters_of("generator"))
 
 
 def _dcgan(role, **params):
