@@ -256,3 +256,21 @@ def test_train_passes_its_progress_setting_to_the_plugins(monkeypatch, tmp_path)
                                 f"output.dir={tmp_path}", f"output.name=r{int(progress)}"])
     assert seen == [False, True]
     assert gankit.progress_bars() is True
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+def test_a_loss_failing_on_its_first_call_is_named_on_every_backend(site, capsys, backend):
+    """A compiled step (TensorFlow's tf.function, JAX's jit) calls the loss while it traces:
+    the plugin's frame is still in the traceback, so it is still named."""
+    pytest.importorskip(backend)
+    source = site / "site" / "fake_flaky.py"
+    source.write_text(source.read_text().replace("FAIL_AT = 7", "FAIL_AT = 1"))
+    args = [f"backend={backend}" if a == "backend=torch" else a for a in _train_args(site)]
+    code = main(args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: the loss 'flaky' (plugin 'fake_flaky' from distribution 'fake-flaky') "
+                               "failed at step 1: ValueError: flaky loss gave up (at "), err
+    assert "fake_flaky.py:" in lines[0] and "no checkpoint was saved before it" in lines[0]
