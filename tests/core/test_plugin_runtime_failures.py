@@ -87,6 +87,12 @@ def site(tmp_path, monkeypatch):
     sys.modules.pop("fake_fragile", None)
 
 
+def _lines(err: str) -> list[str]:
+    """stderr's lines but warnings (a TensorFlow runtime started by an earlier test warns
+    that training.threads cannot apply)."""
+    return [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+
+
 def _train_args(site, *extra):
     return ["train", "--preset", "ring8", "-q", "-s", "backend=torch", "-s", "loss.name=flaky",
             "-s", "training.steps=20", "-s", "training.checkpoint_every=2", "-s", "training.n_critic=1",
@@ -96,7 +102,7 @@ def _train_args(site, *extra):
 def test_a_loss_failing_mid_run_is_one_line_naming_it_and_the_checkpoint(site, capsys):
     code = main(_train_args(site))
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = _lines(err)
     assert code == 2, err
     assert len(lines) == 1, err
     line = lines[0]
@@ -161,7 +167,7 @@ def test_a_dataset_failing_in_gankit_evaluate_is_one_line_naming_it(site, capsys
     sys.modules["fake_fragile"].STATE["broken"] = True
     code = main(["evaluate", str(site / "run"), "-n", "200"])
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = _lines(err)
     assert code == 2, err
     assert len(lines) == 1, err
     assert lines[0].startswith("error: the dataset 'fragile' (plugin 'fake_fragile' from distribution "
@@ -268,7 +274,7 @@ def test_a_loss_failing_on_its_first_call_is_named_on_every_backend(site, capsys
     args = [f"backend={backend}" if a == "backend=torch" else a for a in _train_args(site)]
     code = main(args)
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = _lines(err)
     assert code == 2, err
     assert len(lines) == 1, err
     assert lines[0].startswith("error: the loss 'flaky' (plugin 'fake_flaky' from distribution 'fake-flaky') "
