@@ -280,6 +280,13 @@ def _restart_hint(directory: Path) -> str:
             "(or -s output.name=NEW for another directory)")
 
 
+def _what_is_kept(directory: Path, latest: Path | None) -> tuple[str, str]:
+    """After a failed run: what its directory still holds, and how to go on from there."""
+    if latest is None:
+        return "no checkpoint was written", "then " + _restart_hint(directory)
+    return f"the last checkpoint is {latest}", f"then continue with: gankit train --resume {directory}"
+
+
 _OS_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
                errno.EPERM: "permission denied"}
@@ -294,12 +301,11 @@ def _file_failure(exc: OSError, directory: Path) -> TrainingError:
         latest = checkpoint.latest(directory)
     except (OSError, ValueError, CheckpointError):
         latest = None
-    kept = f"the last checkpoint is {latest}" if latest else "no checkpoint was written"
+    kept, then = _what_is_kept(directory, latest)
     if exc.errno in _OS_REASONS:
         fix = "free disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"make {directory} writable"
     else:
         fix = f"repair or remove {exc.filename or 'the file'}"
-    then = f"then continue with: gankit train --resume {directory}" if latest else "then " + _restart_hint(directory)
     return TrainingError(f"run directory {str(directory)!r}: {reason}{where}; {kept}", hint=f"{fix}, {then}")
 
 
@@ -596,9 +602,8 @@ def _train_locked(exp: Experiment, directory: Path, resuming: bool, progress: bo
             files["summary"] = _write_json(directory / SUMMARY_FILE, summary)  # last: the run is complete
         group.barrier()
     except Exception as exc:  # a third-party plugin's own code failed mid-run: name it; the checkpoints stay
-        saved = (f"the run is saved at {last_good}: continue with gankit train --resume {directory}"
-                 if last_good is not None else "no checkpoint was saved before it")
-        failure = plugins.plugin_failure(exc, exp.registry, during=f"at step {step}", hint=saved)
+        kept, then = _what_is_kept(directory, last_good)
+        failure = plugins.plugin_failure(exc, exp.registry, during=f"at step {step}", hint=f"{kept}; once fixed, {then}")
         if failure is None:
             raise
         raise failure from exc

@@ -114,7 +114,7 @@ def test_a_loss_failing_mid_run_is_one_line_naming_it_and_the_checkpoint(site, c
     assert "fix or uninstall the plugin 'fake-flaky', or skip it with GANKIT_DISABLE_PLUGINS=fake-flaky" in line
     saved = run / "checkpoints" / "step_00000006.json"
     assert saved.exists(), sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert f"the run is saved at {saved}: continue with gankit train --resume {run}" in line
+    assert f"the last checkpoint is {saved}; once fixed, then continue with: gankit train --resume {run}" in line
     assert "internal error" not in err
 
 
@@ -131,7 +131,7 @@ def test_a_failure_before_any_checkpoint_says_none_was_saved(site, capsys):
     code = main(_train_args(site, "-s", "training.checkpoint_every=0", "-s", "training.checkpoint_minutes=0"))
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "failed at step 7" in err and "no checkpoint was saved before it" in err
+    assert "failed at step 7" in err and "no checkpoint was written; once fixed, then start it again from its config" in err
 
 
 def test_debug_raises_the_plugin_error_with_the_plugins_exception_as_cause(site):
@@ -279,4 +279,4 @@ def test_a_loss_failing_on_its_first_call_is_named_on_every_backend(site, capsys
     assert len(lines) == 1, err
     assert lines[0].startswith("error: the loss 'flaky' (plugin 'fake_flaky' from distribution 'fake-flaky') "
                                "failed at step 1: ValueError: flaky loss gave up (at "), err
-    assert "fake_flaky.py:" in lines[0] and "no checkpoint was saved before it" in lines[0]
+    assert "fake_flaky.py:" in lines[0] and "no checkpoint was written; once fixed, then start it again" in lines[0]
